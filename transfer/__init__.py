@@ -1,0 +1,2 @@
+"""Mechanics shared by the protocol scripts: features and their cache, solvers, metrics,
+calibration and results files."""
