@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+
+from models.backbone import load_backbone
+from models.registry import MODELS, PAPER_MODELS, ModelError, get_model_spec
+from tests.fixtures.checkpoints import reference_state_dict, trunk_only
+
+
+def test_registry_has_the_papers_14_models_and_random():
+    assert len(PAPER_MODELS) == 14 and set(MODELS) == set(PAPER_MODELS) | {"random"}
+    assert [name for name in PAPER_MODELS if not MODELS[name].normalize] == ["simclr-v1",
+                                                                              "simclr-v2"]
+    top1 = [MODELS[name].imagenet_top1 for name in PAPER_MODELS]
+    assert top1 == sorted(top1)  # the paper orders its models by ImageNet top-1
+    with pytest.raises(ModelError, match="registered models: insdis"):
+        get_model_spec("mocov2")
+
+
+def test_random_is_seeded_and_needs_no_file(tmp_path):
+    a, b = load_backbone("random", tmp_path), load_backbone("random", tmp_path)
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert a.identity == b.identity and a.normalize
+    assert not load_backbone("random", no_norm=True).normalize
+
+
+def test_missing_checkpoint_names_the_command(tmp_path):
+    with pytest.raises(ModelError, match="python download_and_prepare_models.py --models byol"):
+        load_backbone("byol", tmp_path)
+    with pytest.raises(ModelError, match="--from FILE"):
+        load_backbone("simclr-v2", tmp_path)
+    with pytest.raises(ModelError, match="save its torchvision state dict without fc"):
+        load_backbone("my-resnet", tmp_path)
+
+
+def test_custom_model_loads_strictly_with_imagenet_normalisation(tmp_path):
+    state = trunk_only(reference_state_dict(seed=3))
+    torch.save(state, tmp_path / "my-resnet.pth")
+    backbone = load_backbone("my-resnet", tmp_path)
+    assert backbone.normalize and backbone.name == "my-resnet"
+    assert not load_backbone("my-resnet", tmp_path, no_norm=True).normalize
+    reference = torchvision.models.resnet50(weights=None)
+    reference.fc = torch.nn.Identity()
+    reference.load_state_dict(state)
+    x = torch.rand(1, 3, 64, 64)
+    with torch.inference_mode():
+        assert torch.allclose(backbone(x), reference.eval()(x), atol=1e-5)
+
+
+def test_registered_simclr_file_is_not_normalised(tmp_path):
+    torch.save(trunk_only(reference_state_dict(seed=3)), tmp_path / "simclr-v1.pth")
+    assert not load_backbone("simclr-v1", tmp_path).normalize
+
+
+def test_common_format_with_wrong_keys_lists_them(tmp_path):
+    state = reference_state_dict(seed=3)  # still has fc
+    state.pop("layer1.0.bn1.running_mean")
+    torch.save(state, tmp_path / "bad.pth")
+    with pytest.raises(ModelError) as error:
+        load_backbone("bad", tmp_path)
+    assert "missing keys: layer1.0.bn1.running_mean" in str(error.value)
+    assert "unexpected keys: fc.bias, fc.weight" in str(error.value)
+
+
+def test_identity_is_the_files_sha256(tmp_path):
+    import hashlib
+
+    torch.save(trunk_only(reference_state_dict(seed=3)), tmp_path / "m.pth")
+    digest = hashlib.sha256((tmp_path / "m.pth").read_bytes()).hexdigest()
+    assert load_backbone("m", tmp_path).identity == digest
