@@ -1,0 +1,139 @@
+"""``python -m datasets list / verify / download`` on the fixtures."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from datasets import get_dataset_spec
+from datasets.__main__ import main
+from tests.fixtures.dataset_layouts import (
+    FIXTURE_DATASETS,
+    FOLDERS,
+    expected_layout,
+    load_options,
+    write_layout,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli-data")
+    for name in FIXTURE_DATASETS:
+        write_layout(name, root)
+    return root
+
+
+def _expected_counts(name):
+    """{split: (images, classes)} computed from the fixture's own description."""
+    spec, truth = get_dataset_spec(name), expected_layout(name)
+    n = {part: len(rows) for part, rows in truth.parts.items()}
+    c = len(truth.classes)
+    if spec.few_shot_only:
+        return {"fewshot": (n["train"], c)}
+    if spec.predefined_val:
+        counts = {"train": n["train"], "val": n["val"], "trainval": n["train"] + n["val"]}
+        counts["fewshot"] = n["train"] + n["val"] + n["test"]
+    else:
+        n_val = n["train"] // 5
+        counts = {"train": n["train"] - n_val, "val": n_val, "trainval": n["train"]}
+        counts["fewshot"] = n["train"] + n["test"]
+    counts["test"] = n["test"]
+    return {s: (counts[s], c) for s in spec.splits}
+
+
+def _verify_args(name, root, *extra):
+    args = ["verify", name, "--data-root", str(root), *extra]
+    split_dir = load_options(name, root).get("split_files_dir")
+    return args + (["--split-files-dir", str(split_dir)] if split_dir else [])
+
+
+@pytest.mark.parametrize("name", FIXTURE_DATASETS)
+def test_verify_passes_with_the_right_counts(name, data_root, capsys):
+    assert main(_verify_args(name, data_root, "--deep")) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["ok"] is True and summary["dataset"] == name
+    assert summary["data_root"] == str(data_root)
+    got = {s: (v["images"], v["classes"]) for s, v in summary["splits"].items()}
+    # Small random val splits may miss a class; the class count is then what is present.
+    expected = _expected_counts(name)
+    assert {s: v[0] for s, v in got.items()} == {s: v[0] for s, v in expected.items()}
+    for split, (_, classes) in got.items():
+        assert classes == expected[split][1] or split == "val"
+
+
+def test_verify_fails_on_a_removed_split_file(data_root, tmp_path, capsys):
+    import shutil
+
+    shutil.copytree(data_root / "DTD", tmp_path / "DTD")
+    (tmp_path / "DTD" / "labels" / "test1.txt").unlink()
+    assert main(_verify_args("dtd", tmp_path)) == 1
+    err = capsys.readouterr().err
+    assert f"missing file {tmp_path / 'DTD' / 'labels' / 'test1.txt'}" in err
+    assert "images/<class>/<file>.jpg" in err and "robots.ox.ac.uk/~vgg/data/dtd" in err
+
+
+def test_verify_reports_missing_and_broken_images(data_root, tmp_path, capsys):
+    import shutil
+
+    shutil.copytree(data_root / "Flowers", tmp_path / "Flowers")
+    images = sorted((tmp_path / "Flowers" / "jpg").iterdir())
+    images[0].unlink()
+    images[1].write_bytes(b"garbage")
+    assert main(_verify_args("flowers", tmp_path)) == 1
+    shallow = json.loads(capsys.readouterr().out)
+    assert shallow["missing"] == [str(images[0])] and "unreadable" not in shallow
+    assert main(_verify_args("flowers", tmp_path, "--deep")) == 1
+    deep = json.loads(capsys.readouterr().out)
+    assert deep["unreadable_count"] == 1 and images[1].name in deep["unreadable"][0]
+
+
+def test_list_and_verify_as_a_module(data_root):
+    env = {**os.environ, "SSL_TRANSFER_DATA": str(data_root)}
+    listing = subprocess.run(
+        [sys.executable, "-m", "datasets", "list"], cwd=REPO, env=env,
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    rows = {line.split()[0]: line.split()[-1] for line in listing.stdout.splitlines()[3:]}
+    assert rows["dtd"] == "yes" and rows["digits"] == "demo" and len(rows) == 16
+    assert str(data_root) in listing.stdout
+    missing = subprocess.run(
+        [sys.executable, "-m", "datasets", "verify", "sun397", "--data-root", str(data_root / "x")],
+        cwd=REPO, capture_output=True, text=True,
+    )  # fmt: skip
+    assert missing.returncode == 1
+    assert f"missing dataset folder {data_root / 'x' / FOLDERS['sun397']}" in missing.stderr
+
+
+def test_download_prints_manual_steps_where_none_exists(tmp_path, capsys):
+    assert main(["download", "isic", "--data-root", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "no automatic download" in out and "ISIC2018_Task3_Training_GroundTruth.csv" in out
+    assert not (tmp_path / "ISIC").exists()
+
+
+def test_download_moves_torchvisions_folders_into_spec_layout(data_root, tmp_path, monkeypatch):
+    """torchvision's DTD lands in dtd/dtd/; the downloader must move it to DTD/ (no network)."""
+    import shutil
+
+    import torchvision.datasets as tv
+
+    def fake_dtd(root, download):
+        assert download
+        target = Path(root) / "dtd" / "dtd"
+        for sub in ("images", "labels", "imdb"):
+            source = data_root / "DTD" / sub
+            if source.exists():
+                shutil.copytree(source, target / sub)
+            else:
+                (target / sub).mkdir(parents=True)
+
+    monkeypatch.setattr(tv, "DTD", fake_dtd)
+    assert main(["download", "dtd", "--data-root", str(tmp_path)]) == 0
+    assert not (tmp_path / "DTD" / ".download").exists()
+    assert main(_verify_args("dtd", tmp_path)) == 0
