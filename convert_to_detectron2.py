@@ -1,0 +1,66 @@
+#!/usr/bin/env python
+"""Convert common-format models/<name>.pth into detectron2 checkpoints models/detectron2/<name>.pkl.
+
+The detectron2 configs in detectron2-configs/ point MODEL.WEIGHTS at these pickles.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from models.detectron2 import convert_checkpoint, detection_models
+from models.registry import ModelError, default_models_dir
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    names = list(detection_models())
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--models", nargs="+", default=names, choices=names, metavar="NAME",
+        help=f"models to convert (default: all {len(names)}: {' '.join(names)})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--models-dir", type=Path,
+        default=default_models_dir(),
+        help="folder of <name>.pth; pickles go to its detectron2/ subfolder"
+        " (default: $SSL_TRANSFER_MODELS, else <repo>/models)",
+    )  # fmt: skip
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    out_dir = args.models_dir / "detectron2"
+    converted, failed = [], []
+    for name in tqdm(args.models, desc="converting", unit="model"):
+        src = args.models_dir / f"{name}.pth"
+        if not src.is_file():
+            tqdm.write(
+                f"skip {name}: {src} not found"
+                f" (make it with: python download_and_prepare_models.py --models {name})"
+            )
+            continue
+        try:
+            dst = convert_checkpoint(src, out_dir / f"{name}.pkl")
+        except ModelError as err:
+            tqdm.write(f"error {name}: {err}", file=sys.stderr)
+            failed.append(name)
+            continue
+        tqdm.write(f"wrote {dst}")
+        converted.append(name)
+    print(f"converted {len(converted)} of {len(args.models)} model(s) into {out_dir}")
+    if failed:
+        print(f"error: could not convert {', '.join(failed)}", file=sys.stderr)
+        return 1
+    if not converted:
+        print("error: no model converted", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

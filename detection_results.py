@@ -1,0 +1,46 @@
+#!/usr/bin/env python
+"""Record a finished detectron2 run as results/detection/<model>__<frozen|finetune>.json.
+
+Run after train_net.py, e.g. for the README's BYOL run:
+  python detection_results.py --output-dir ../detectron2/tools/output/byol-frozen \
+      --model byol --mode frozen
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from models.detectron2 import detection_models
+from transfer.detection_results import MODES, DetectionResultsError, write_detection_result
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--output-dir", type=Path, required=True,
+                        help="the OUTPUT_DIR given to train_net.py")  # fmt: skip
+    parser.add_argument("--model", required=True, choices=list(detection_models()),
+                        metavar="NAME", help="model the run started from")  # fmt: skip
+    parser.add_argument("--mode", required=True, choices=MODES,
+                        help="which config the run used")  # fmt: skip
+    parser.add_argument("--results-dir", type=Path, default=Path("results"),
+                        help="results root (default: results)")  # fmt: skip
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        path = write_detection_result(args.output_dir, args.results_dir, args.model, args.mode)
+    except DetectionResultsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""convert_to_detectron2.py end to end on a models/ folder written by the test."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.fixtures.detectron2_checkpoints import write_common_checkpoint
+from tests.fixtures.detectron2_scripts import REPO, load_script
+
+PAPER_MODELS = [
+    "insdis", "moco-v1", "pcl-v1", "pirl", "pcl-v2", "simclr-v1", "moco-v2", "simclr-v2",
+    "sela-v2", "infomin", "byol", "deepcluster-v2", "swav", "supervised",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def script():
+    return load_script("convert_to_detectron2.py")
+
+
+def test_converts_present_and_skips_missing_model(tmp_path: Path) -> None:
+    models_dir = tmp_path / "models"
+    saved = write_common_checkpoint(models_dir, "byol", seed=1)
+    env = {**os.environ, "SSL_TRANSFER_MODELS": str(models_dir)}  # default --models-dir
+    proc = subprocess.run(
+        [sys.executable, "convert_to_detectron2.py", "--models", "byol", "swav"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "skip swav" in proc.stdout
+    assert "python download_and_prepare_models.py --models swav" in proc.stdout
+    assert sorted(p.name for p in (models_dir / "detectron2").iterdir()) == ["byol.pkl"]
+
+    with open(models_dir / "detectron2" / "byol.pkl", "rb") as f:
+        payload = pickle.load(f)
+    assert payload["__author__"] == "torchvision"
+    assert payload["matching_heuristics"] is True
+    model = payload["model"]
+    assert len(model) == len(saved) == 318
+    np.testing.assert_array_equal(model["stem.conv1.weight"], saved["conv1.weight"].numpy())
+    np.testing.assert_array_equal(
+        model["res3.0.shortcut.norm.running_var"],
+        saved["layer2.0.downsample.1.running_var"].numpy(),
+    )
+    np.testing.assert_array_equal(
+        model["res5.2.conv3.norm.bias"], saved["layer4.2.bn3.bias"].numpy()
+    )
+
+
+def test_default_models_are_the_papers_14(script) -> None:
+    assert script.parse_args([]).models == PAPER_MODELS
+
+
+def test_none_converted_exits_nonzero(script, tmp_path: Path, capsys) -> None:
+    code = script.main(["--models", "pirl", "--models-dir", str(tmp_path)])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert f"skip pirl: {tmp_path / 'pirl.pth'} not found" in out
+    assert "python download_and_prepare_models.py --models pirl" in out
+    assert "no model converted" in err
+    assert not (tmp_path / "detectron2").exists()
+
+
+def test_bad_checkpoint_fails_naming_key_and_writes_nothing(script, tmp_path: Path, capsys):
+    import torch
+
+    state_dict = write_common_checkpoint(tmp_path, "moco-v2")
+    state_dict["fc.bias"] = torch.zeros(1000)
+    torch.save(state_dict, tmp_path / "moco-v2.pth")
+    write_common_checkpoint(tmp_path, "swav")
+    code = script.main(["--models", "moco-v2", "swav", "--models-dir", str(tmp_path)])
+    _, err = capsys.readouterr()
+    assert code == 1
+    assert "error moco-v2" in err and "fc.bias" in err
+    # the good model still converts; the bad one leaves no file at all
+    assert sorted(p.name for p in (tmp_path / "detectron2").iterdir()) == ["swav.pkl"]
+
+
+def test_unreadable_checkpoint_is_a_clear_error(script, tmp_path: Path, capsys) -> None:
+    (tmp_path / "infomin.pth").write_bytes(b"not a checkpoint")
+    code = script.main(["--models", "infomin", "--models-dir", str(tmp_path)])
+    _, err = capsys.readouterr()
+    assert code == 1
+    assert f"could not read {tmp_path / 'infomin.pth'}" in err
+
+
+def test_crash_mid_write_keeps_previous_pickle(script, tmp_path: Path, monkeypatch) -> None:
+    import models.detectron2 as d2
+
+    write_common_checkpoint(tmp_path, "byol")
+    out = tmp_path / "detectron2" / "byol.pkl"
+    out.parent.mkdir()
+    out.write_bytes(b"previous")
+
+    def dump_then_crash(obj, f):
+        f.write(b"half a pickle")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(d2.pickle, "dump", dump_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        script.main(["--models", "byol", "--models-dir", str(tmp_path)])
+    assert out.read_bytes() == b"previous"
+    assert [p.name for p in out.parent.iterdir()] == ["byol.pkl"]
+
+
+def test_unknown_model_name_is_rejected(script, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        script.parse_args(["--models", "resnet18"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'resnet18'" in capsys.readouterr().err
