@@ -1,0 +1,100 @@
+#!/usr/bin/env python
+"""Evaluate a pretrained ResNet-50 by finetuning it on a many-shot dataset (SPEC section 5).
+
+    python finetune.py -m deepcluster-v2 -d cifar10            # the paper's 20-point grid
+    python finetune.py -m supervised -d pets --lr 0.01 --wd 0  # skip the search
+    torchrun --nproc_per_node 8 finetune.py -m swav -d food --precision bf16
+
+Finished grid points are kept, so rerunning an interrupted command resumes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from datasets import DatasetError
+from models import ModelError
+from transfer.arguments import add_location_arguments, default_device
+from transfer.distributed import init_distributed, shutdown
+from transfer.finetune import FinetuneError, FinetuneSettings, run_finetune
+from transfer.train import PRECISIONS, TrainError
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Evaluate a pretrained model by finetuning: an lr x wd grid on train -> val, "
+                    "then the best pair retrained on train+val -> test.")
+    parser.add_argument("-m", "--model", default="deepcluster-v2",
+                        help="model name (see download_and_prepare_models.py), 'random', or a "
+                             "common-format .pth file")
+    parser.add_argument("-d", "--dataset", default="cifar10", help="many-shot dataset name")
+    parser.add_argument("-b", "--batch-size", type=int, default=64,
+                        help="global mini-batch size (split over torchrun processes)")
+    parser.add_argument("-i", "--image-size", type=int, default=None,
+                        help="input size (default: the dataset's, 224 for the paper's sets)")
+    parser.add_argument("-w", "--workers", type=int, default=min(8, os.cpu_count() or 1),
+                        help="data loading processes per rank")
+    parser.add_argument("-g", "--grid-size", type=int, default=4,
+                        help="number of learning rates (and of non-zero weight decays) in the "
+                             "grid: g * (g + 1) runs, 20 for the paper's 4")
+    parser.add_argument("--steps", type=int, default=5000, help="finetuning steps per run")
+    parser.add_argument("--no-da", action="store_true",
+                        help="train on the evaluation transform (no augmentation)")
+    parser.add_argument("-n", "--no-norm", action="store_true",
+                        help="no ImageNet normalisation (implied for simclr-v1/-v2)")
+    parser.add_argument("--device", default=default_device(), help="cuda or cpu")
+    add_location_arguments(parser)
+    parser.add_argument("--lr", type=float, default=None,
+                        help="learning rate: with --wd, skips the search")
+    parser.add_argument("--wd", type=float, default=None,
+                        help="grid weight decay (the optimiser gets wd / lr), with --lr")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the head, data order and "
+                                                            "augmentation")
+    parser.add_argument("--precision", choices=sorted(PRECISIONS), default="fp32",
+                        help="bf16 runs forward passes under bfloat16 autocast (fast on GPUs)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model")
+    parser.add_argument("--results-dir", default=None,
+                        help="where results/ go (default: $SSL_TRANSFER_RESULTS, else results/)")
+    parser.add_argument("--checkpoint-every", type=int, default=500, metavar="N",
+                        help="save a resumable checkpoint every N steps (0: never)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    settings = FinetuneSettings(
+        model=args.model, dataset=args.dataset, batch_size=args.batch_size,
+        image_size=args.image_size, steps=args.steps, grid_size=args.grid_size,
+        data_augmentation=not args.no_da, no_norm=args.no_norm, lr=args.lr, wd=args.wd,
+        seed=args.seed, precision=args.precision, compile=args.compile,
+        checkpoint_every=args.checkpoint_every, workers=args.workers, data_root=args.data_root,
+        models_dir=args.models_dir, results_dir=args.results_dir, progress=not args.no_progress)
+    context, device = init_distributed(args.device)
+    try:
+        record = run_finetune(settings, context, device)
+    except (FinetuneError, ModelError, DatasetError, TrainError) as error:
+        print(f"finetune.py: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        if context.is_main:
+            print("\ninterrupted: finished grid points and the last checkpoint are kept; "
+                  "rerun the same command to resume", file=sys.stderr)
+        return 130
+    finally:
+        shutdown(context)
+    if context.is_main:
+        calibration = ""
+        if record.get("ece") is not None:
+            calibration = (f", ECE {record['ece']:.2f} "
+                           f"(temperature-scaled {record['ece_temperature_scaled']:.2f})")
+        print(f"{record['model']} on {record['dataset']}: test {record['metric']} "
+              f"{record['score']:.2f} with lr={record['lr']:.4g} wd={record['wd']:.4g}"
+              f"{calibration}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""finetune.py end to end: the original's flags, a grid search written to results/, and clear
+errors (exit status 2, one line naming the problem) for bad input."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.dataset_layouts import write_layout
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def load_cli():
+    spec = importlib.util.spec_from_file_location("finetune_cli", REPO / "finetune.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_grid_search_run_writes_its_records(tmp_path):
+    write_layout("flowers", tmp_path / "data", per_class=4)
+    command = [sys.executable, str(REPO / "finetune.py"), "-m", "random", "-d", "flowers",
+               "-b", "4", "-i", "16", "-w", "0", "-g", "1", "--steps", "2", "--no-da",
+               "--device", "cpu", "--data-root", str(tmp_path / "data"),
+               "--results-dir", str(tmp_path / "results"), "--no-progress"]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "grid: 2 points, 0 done, 2 to train" in done.stdout
+    last = done.stdout.strip().splitlines()[-1]
+    assert last.startswith("random on flowers: test mean_per_class_accuracy ")
+    folder = tmp_path / "results" / "finetune"
+    final = json.loads((folder / "random__flowers.json").read_text())
+    assert f"{final['score']:.2f}" in last and "ECE" in last
+    assert final["recipe"] == {"steps": 2, "batch_size": 4, "image_size": 16,
+                               "data_augmentation": False, "normalize": True, "seed": 0,
+                               "precision": "fp32", "selection": "grid", "grid_size": 1}
+    assert sorted(p.name for p in (folder / "random__flowers").iterdir()) == [
+        "lr0.0001_wd0.json", "lr0.0001_wd1e-06.json"]
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["-d", "nosuchset", "-m", "random"], "nosuchset"),
+    (["-d", "digits", "-m", "random", "--lr", "0.1"], "give both --lr and --wd"),
+    (["-d", "digits", "-m", "random", "-g", "0"], "grid-size must be >= 1"),
+    (["-d", "digits", "-m", "moco-v2", "--models-dir", "{tmp}"], "no checkpoint at {tmp}"),
+])
+def test_bad_input_is_one_clear_error(argv, message, tmp_path, capsys):
+    cli = load_cli()
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    status = cli.main([*argv, "--results-dir", str(tmp_path), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err.startswith("finetune.py: error: ")
+    assert message.replace("{tmp}", str(tmp_path)) in err
+    assert "Traceback" not in err

@@ -1,0 +1,179 @@
+"""The finetuning protocol (transfer/finetune.py): SPEC's grid, the search -> retrain flow, the
+records, resumption (skipped points, an interrupted point), and the metric paths for a
+single-label (Flowers: mean per-class accuracy) and the multi-label (VOC2007: 11-point mAP) set,
+on tiny fixtures in the official layouts."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import precision_recall_curve
+
+from datasets import load_split
+from tests.fixtures.dataset_layouts import write_layout
+from transfer import train as train_module
+from transfer.calibration import expected_calibration_error, temperature_scaled_ece
+from transfer.finetune import (
+    FinetuneError,
+    FinetuneSettings,
+    best_point,
+    finetune_grid,
+    optimizer_weight_decay,
+    point_name,
+    run_finetune,
+)
+
+
+def test_grid_is_specs_twenty_pairs_in_the_original_order():
+    lrs = 10.0 ** np.array([-1.0, -2.0, -3.0, -4.0])  # logspace(-4, -1, 4), largest first
+    wds = np.array([0.0, 1e-6, 1e-5, 1e-4, 1e-3])  # [0] + logspace(-6, -3, 4)
+    expected = [(lr, wd) for lr in lrs for wd in wds]
+    grid = finetune_grid()
+    assert len(grid) == 20
+    np.testing.assert_allclose(np.array(grid), np.array(expected), rtol=1e-12, atol=0)
+    # the original built it with float32 torch and stored (lr, wd / lr) for the optimiser
+    lr_t = torch.logspace(-4, -1, 4).flip(dims=(0,))
+    wd_t = torch.cat([torch.zeros(1), torch.logspace(-6, -3, 4)])
+    original = [(lr.item(), (wd / lr).item()) for lr in lr_t for wd in wd_t]
+    ours = [(lr, optimizer_weight_decay(lr, wd)) for lr, wd in grid]
+    np.testing.assert_allclose(np.array(ours), np.array(original), rtol=1e-6)
+    assert finetune_grid(1) == [(1e-4, 0.0), (1e-4, 1e-6)]
+    assert len(finetune_grid(3)) == 12
+    assert len({point_name(*p) for p in finetune_grid(5)}) == 30  # file names never collide
+    assert point_name(0.01, 1e-5) == "lr0.01_wd1e-05"
+    with pytest.raises(FinetuneError, match="grid size"):
+        finetune_grid(0)
+
+
+def test_best_point_keeps_the_first_of_equal_scores():
+    records = [{"lr": 0.1, "score": 50.0}, {"lr": 0.01, "score": 70.0},
+               {"lr": 0.001, "score": 70.0}]
+    assert best_point(records)["lr"] == 0.01
+
+
+def settings(root, results, **extra) -> FinetuneSettings:
+    options = dict(model="random", dataset="flowers", image_size=16, steps=2, grid_size=1,
+                   batch_size=4, workers=0, checkpoint_every=0, data_root=str(root),
+                   results_dir=str(results), progress=False)
+    return FinetuneSettings(**{**options, **extra})
+
+
+def mean_per_class_accuracy(targets, predictions) -> float:
+    classes = np.unique(targets)
+    return 100.0 * np.mean([np.mean(predictions[targets == c] == c) for c in classes])
+
+
+def test_search_retrain_records_and_resumption(tmp_path, monkeypatch):
+    write_layout("flowers", tmp_path / "data", per_class=4)
+    # uninterrupted reference run
+    first = run_finetune(settings(tmp_path / "data", tmp_path / "a"), log=lambda m: None)
+    folder = tmp_path / "a" / "finetune"
+    names = sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+    assert names == ["random__flowers", "random__flowers.json",
+                     "random__flowers.test_logits.npy", "random__flowers/lr0.0001_wd0.json",
+                     "random__flowers/lr0.0001_wd1e-06.json"]
+    points = [json.loads((folder / "random__flowers" / f"{n}.json").read_text())
+              for n in ("lr0.0001_wd0", "lr0.0001_wd1e-06")]
+    assert [(p["lr"], p["wd"], p["weight_decay"]) for p in points] == [
+        (1e-4, 0.0, 0.0), (1e-4, 1e-6, 1e-6 / 1e-4)]
+    assert all(p["eval_split"] == "val" and p["n_train"] == 12 and p["n_eval"] == 12
+               for p in points)
+    final = json.loads((folder / "random__flowers.json").read_text())
+    assert final == json.loads(json.dumps(first))
+    assert final["grid"] == [{"lr": p["lr"], "wd": p["wd"], "score": p["score"]} for p in points]
+    best = points[1] if points[1]["score"] > points[0]["score"] else points[0]
+    assert (final["lr"], final["wd"], final["val_score"]) == (best["lr"], best["wd"],
+                                                              best["score"])
+    assert final["eval_split"] == "test" and final["n_train"] == 24 and final["n_eval"] == 12
+    logits = np.load(folder / "random__flowers.test_logits.npy")
+    targets = load_split("flowers", "test", tmp_path / "data").targets
+    assert logits.shape == (12, 102)
+    assert final["metric"] == "mean_per_class_accuracy"
+    assert final["score"] == pytest.approx(mean_per_class_accuracy(targets, logits.argmax(1)))
+    assert final["ece"] == pytest.approx(expected_calibration_error(logits, targets))
+    assert final["ece_temperature_scaled"] == pytest.approx(temperature_scaled_ece(logits,
+                                                                                   targets))
+
+    # interrupted (Ctrl-C right after the step-1 checkpoint of the first point), then resumed
+    real_save = train_module.save_checkpoint
+
+    def save_then_interrupt(path, state):
+        real_save(path, state)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "save_checkpoint", save_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        run_finetune(settings(tmp_path / "data", tmp_path / "b", checkpoint_every=1),
+                     log=lambda m: None)
+    monkeypatch.undo()
+    folder_b = tmp_path / "b" / "finetune"
+    assert sorted(str(p.relative_to(folder_b)) for p in folder_b.rglob("*")) == [
+        "random__flowers", "random__flowers/ckpt", "random__flowers/ckpt/lr0.0001_wd0.pt"]
+    log: list[str] = []
+    resumed = run_finetune(settings(tmp_path / "data", tmp_path / "b"), log=log.append)
+    assert any("resuming from step 1 of 2" in m for m in log)
+    assert not (folder_b / "random__flowers" / "ckpt").exists()
+    for key in ("score", "lr", "wd", "grid", "ece", "train_loss"):
+        assert resumed[key] == first[key], key  # same seed, same data order: the same numbers
+
+    # a finished point is skipped; a deleted one is trained again
+    kept = folder_b / "random__flowers" / "lr0.0001_wd0.json"
+    kept_mtime = kept.stat().st_mtime_ns
+    (folder_b / "random__flowers.json").unlink()
+    (folder_b / "random__flowers" / "lr0.0001_wd1e-06.json").unlink()
+    log.clear()
+    again = run_finetune(settings(tmp_path / "data", tmp_path / "b"), log=log.append)
+    assert any("[1/2] lr0.0001_wd0: done" in m and "skipped" in m for m in log)
+    assert any(m.startswith("[2/2] lr0.0001_wd1e-06: val") for m in log)
+    assert kept.stat().st_mtime_ns == kept_mtime
+    assert (folder_b / "random__flowers" / "lr0.0001_wd1e-06.json").exists()
+    assert again["score"] == first["score"] and again["grid"] == first["grid"]
+
+    # everything done: read back, nothing trained
+    log.clear()
+    assert run_finetune(settings(tmp_path / "data", tmp_path / "b"), log=log.append)["score"] \
+        == first["score"]
+    assert log == [f"{folder_b / 'random__flowers.json'} exists: nothing to do"]
+
+    # records of another recipe are never mixed in
+    with pytest.raises(FinetuneError, match=r"random__flowers\.json was made with other "
+                                            r"settings \(steps differ\)"):
+        run_finetune(settings(tmp_path / "data", tmp_path / "b", steps=3), log=lambda m: None)
+
+
+def voc11_map_reference(targets: np.ndarray, scores: np.ndarray) -> float:
+    """The original's computation: sklearn's precision-recall curve, 11 recall thresholds."""
+    aps = []
+    for c in range(targets.shape[1]):
+        precision, recall, _ = precision_recall_curve(targets[:, c], scores[:, c])
+        aps.append(np.mean([precision[recall >= t].max() if (recall >= t).any() else 0.0
+                            for t in np.linspace(0, 1, 11)]))
+    return 100.0 * float(np.mean(aps))
+
+
+def test_multilabel_voc2007_uses_bce_and_11_point_map(tmp_path):
+    write_layout("voc2007", tmp_path / "data")
+    record = run_finetune(settings(tmp_path / "data", tmp_path / "r", dataset="voc2007",
+                                   lr=0.01, wd=1e-4, steps=2, checkpoint_every=0),
+                          log=lambda m: None)
+    path = tmp_path / "r" / "finetune" / "random__voc2007__lr0.01_wd0.0001.json"
+    assert json.loads(path.read_text())["score"] == record["score"]
+    assert record["metric"] == "voc11_map" and record["selection"] == "given"
+    assert record["ece"] is None and record["ece_temperature_scaled"] is None
+    assert record["weight_decay"] == pytest.approx(1e-2)
+    assert (record["n_train"], record["n_eval"]) == (20, 10)
+    assert np.isfinite(record["train_loss"])
+    logits = np.load(path.with_suffix(".test_logits.npy"))
+    targets = load_split("voc2007", "test", tmp_path / "data").targets
+    assert logits.shape == targets.shape == (10, 20)
+    assert record["score"] == pytest.approx(voc11_map_reference(targets, logits))
+
+
+def test_bad_settings_are_named():
+    with pytest.raises(FinetuneError, match="both --lr and --wd"):
+        run_finetune(FinetuneSettings(model="random", dataset="digits", lr=0.1))
+    with pytest.raises(FinetuneError, match="steps must be >= 1"):
+        run_finetune(FinetuneSettings(model="random", dataset="digits", steps=0))

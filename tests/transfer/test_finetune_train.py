@@ -1,0 +1,189 @@
+"""The finetuning loop (transfer/train.py) against hand-written references: data order, loss,
+the SGD-Nesterov + cosine recipe, exact resumption from a checkpoint, and ordered prediction."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from datasets import ImageDataset, build_transform, load_split
+from transfer import train as train_module
+from transfer.distributed import Distributed
+from transfer.train import (
+    SeededSamples,
+    StepBatchSampler,
+    TrainConfig,
+    TrainError,
+    correct_count,
+    finetune_loss,
+    make_eval_loader,
+    make_train_loader,
+    predict,
+    train_steps,
+)
+
+SIZE = 8
+
+
+def digits(split: str, kind: str = "eval") -> ImageDataset:
+    return ImageDataset(load_split("digits", split), build_transform(kind, SIZE, True))
+
+
+def tiny_net(batch_norm: bool = False) -> nn.Module:
+    torch.manual_seed(0)
+    layers = [nn.Conv2d(3, 4, 3, stride=2, padding=1)]
+    layers += [nn.BatchNorm2d(4)] if batch_norm else []
+    layers += [nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 10)]
+    return nn.Sequential(*layers)
+
+
+def test_sampler_epochs_are_partitions_and_ranks_split_the_global_batch():
+    one = StepBatchSampler(50, 16, seed=3, context=Distributed())
+    assert one.steps_per_epoch == 4  # 3 full batches + the tail of 2, kept like the original
+    for epoch in range(2):
+        steps = range(epoch * 4, epoch * 4 + 4)
+        seen = np.concatenate([one.global_batch(s)[1] for s in steps])
+        assert sorted(seen) == list(range(50))
+    assert not np.array_equal(one.permutation(0), one.permutation(1))
+    assert [one.global_batch_size(s) for s in range(4)] == [16, 16, 16, 2]
+
+    ranks = [StepBatchSampler(50, 16, 3, Distributed(rank=r, world_size=2)) for r in range(2)]
+    assert ranks[0].steps_per_epoch == 3  # a tail of 2 would leave a rank one image: dropped
+    for step in range(3):
+        shares = [s.rank_share(step) for s in ranks]
+        assert [len(share) for share in shares] == [8, 8]
+        # same images, same augmentation seeds as one process, rank 0 holding the first half
+        assert shares[0] + shares[1] == one.rank_share(step)
+    with pytest.raises(TrainError, match="fewer than 2 images per rank"):
+        StepBatchSampler(50, 3, 0, Distributed(rank=0, world_size=2))
+
+
+def test_seeded_samples_repeat_their_augmentation_and_leave_the_rng_alone():
+    samples = SeededSamples(digits("train", "train"))
+    before = torch.get_rng_state()
+    first, _ = samples[(5, 123)]
+    again, _ = samples[(5, 123)]
+    other, _ = samples[(5, 124)]
+    assert torch.equal(first, again)
+    assert not torch.equal(first, other)
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_loss_is_the_global_batch_mean_for_any_split_over_ranks():
+    torch.manual_seed(1)
+    logits = torch.randn(6, 4, dtype=torch.float64)
+    labels = torch.tensor([0, 3, 1, 1, 2, 0])
+    log_probs = logits - torch.logsumexp(logits, 1, keepdim=True)
+    reference = -log_probs[torch.arange(6), labels].mean()
+    torch.testing.assert_close(finetune_loss(logits, labels, 6).double(), reference)
+    halves = [finetune_loss(logits[:4], labels[:4], 6, 2),
+              finetune_loss(logits[4:], labels[4:], 6, 2)]
+    torch.testing.assert_close((sum(halves) / 2).double(), reference)  # what DDP's average gives
+
+    targets = torch.tensor([[1, 0, 0, 1], [0, 0, 1, 0], [1, 1, 0, 0]], dtype=torch.float32)
+    multi = logits[:3].float()
+    p = torch.sigmoid(multi.double())
+    bce = -(targets * torch.log(p) + (1 - targets) * torch.log(1 - p)).mean()
+    torch.testing.assert_close(finetune_loss(multi, targets, 3).double(), bce, rtol=1e-6,
+                               atol=1e-6)
+
+
+def test_correct_count_single_and_multi_label():
+    logits = torch.tensor([[2.0, -1.0], [0.5, 1.0], [-0.2, 0.3]])
+    assert correct_count(logits, torch.tensor([0, 0, 1])).item() == 2
+    multi = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    # logits >= 0: [1, 0], [1, 1], [0, 1]; per-sample share of matching classes: 1 + 0.5 + 1
+    assert correct_count(logits, multi).item() == pytest.approx(2.5)
+
+
+def test_recipe_matches_hand_written_sgd_nesterov_with_cosine_annealing():
+    """Three steps of train_steps against an explicit update on the same batches."""
+    dataset = digits("train")
+    config = TrainConfig(steps=3, lr=0.2, weight_decay=0.01, batch_size=16, channels_last=False)
+    loader = make_train_loader(dataset, 16, 0, Distributed(), 0, "cpu")
+    net = tiny_net()
+    reference = tiny_net()
+    train_steps(net, loader, config, "cpu", progress=False)
+
+    params = list(reference.parameters())
+    velocity = [torch.zeros_like(p) for p in params]
+    for step in range(3):
+        lr = 0.5 * config.lr * (1 + math.cos(math.pi * step / config.steps))
+        indices = [i for i, _ in loader.batch_sampler.rank_share(step)]
+        images = torch.stack([dataset[i][0] for i in indices])
+        labels = torch.stack([dataset[i][1] for i in indices])
+        reference.zero_grad()
+        nn.functional.cross_entropy(reference(images), labels).backward()
+        with torch.no_grad():
+            for p, v in zip(params, velocity, strict=True):
+                grad = p.grad + config.weight_decay * p
+                v.mul_(0.9).add_(grad)
+                p.sub_(lr * (grad + 0.9 * v))
+    for ours, theirs in zip(net.parameters(), params, strict=True):
+        torch.testing.assert_close(ours, theirs, atol=1e-6, rtol=1e-5)
+
+
+def test_interrupted_training_resumes_exactly(tmp_path, monkeypatch):
+    dataset = digits("train", "train")
+    config = TrainConfig(steps=6, lr=0.1, weight_decay=1e-3, batch_size=16, checkpoint_every=2,
+                         channels_last=False)
+    straight = tiny_net(batch_norm=True)
+    reference = train_steps(straight, make_train_loader(dataset, 16, 0, Distributed(), 0, "cpu"),
+                            config, "cpu", progress=False)
+
+    checkpoint = tmp_path / "ckpt" / "point.pt"
+    real_save = train_module.save_checkpoint
+
+    def save_then_interrupt(path, state):
+        real_save(path, state)
+        if state["step"] == 4:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "save_checkpoint", save_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        train_steps(tiny_net(batch_norm=True),
+                    make_train_loader(dataset, 16, 0, Distributed(), 0, "cpu"), config, "cpu",
+                    checkpoint=checkpoint, progress=False)
+    monkeypatch.undo()
+    assert [p.name for p in checkpoint.parent.iterdir()] == ["point.pt"]  # no temporary file
+    assert torch.load(checkpoint, weights_only=True)["step"] == 4
+
+    messages = []
+    resumed_net = tiny_net(batch_norm=True)
+    resumed = train_steps(resumed_net, make_train_loader(dataset, 16, 0, Distributed(), 0, "cpu"),
+                          config, "cpu", checkpoint=checkpoint, progress=False,
+                          log=messages.append)
+    assert resumed.resumed_from == 4
+    assert any("resuming from step 4 of 6" in m for m in messages)
+    for key, value in straight.state_dict().items():  # weights and BN buffers
+        assert torch.equal(resumed_net.state_dict()[key], value), key
+    assert resumed.loss == pytest.approx(reference.loss, rel=1e-12)
+    assert resumed.accuracy == pytest.approx(reference.accuracy, rel=1e-12)
+
+    other = TrainConfig(**{**config.__dict__, "lr": 0.05})  # another recipe: not resumed
+    messages.clear()
+    fresh = train_steps(tiny_net(batch_norm=True),
+                        make_train_loader(dataset, 16, 0, Distributed(), 0, "cpu"), other, "cpu",
+                        checkpoint=checkpoint, progress=False, log=messages.append)
+    assert fresh.resumed_from == 0 and any("another recipe" in m for m in messages)
+
+
+def test_predict_returns_eval_mode_logits_in_dataset_order():
+    dataset = digits("test")
+    net = tiny_net(batch_norm=True)
+    with torch.no_grad():  # give BN running statistics that differ from batch statistics
+        net[1].running_mean.fill_(0.3)
+        net[1].running_var.fill_(2.0)
+    net.train()
+    logits = predict(net, make_eval_loader(dataset, 64, Distributed(), 0, "cpu"), len(dataset),
+                     "cpu", progress=False)
+    assert net.training  # restored
+    images = torch.stack([dataset[i][0] for i in range(len(dataset))])
+    with torch.no_grad():
+        expected = net.eval()(images)
+    assert logits.shape == (597, 10)
+    torch.testing.assert_close(logits, expected, atol=1e-5, rtol=1e-5)

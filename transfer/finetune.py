@@ -1,0 +1,323 @@
+"""Many-shot finetuning (SPEC section 5): an lr x wd grid trained on train and scored on val, then
+the best pair retrained on train+val and scored on test, plus the test ECE of that model.
+
+Resumable: every finished grid point is one JSON record
+``results/finetune/<model>__<dataset>/<point>.json``; a rerun skips them and resumes an
+interrupted point from its checkpoint in ``.../ckpt/``. The final record is
+``results/finetune/<model>__<dataset>.json`` (``__lr<lr>_wd<wd>`` appended when lr and wd are
+given instead of searched). Only rank 0 reads or writes files.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from datasets import ImageDataset, build_transform, get_dataset_spec, load_split
+from models import FEATURE_DIM, load_backbone
+from transfer.atomic import atomic_path
+from transfer.calibration import expected_calibration_error, temperature_scaled_ece
+from transfer.distributed import SINGLE_PROCESS, Distributed, broadcast_object
+from transfer.metrics import score
+from transfer.results import read_result, result_path, software_versions, write_result
+from transfer.train import (
+    TrainConfig,
+    TrainStats,
+    make_eval_loader,
+    make_train_loader,
+    predict,
+    train_steps,
+)
+
+PROTOCOL = "finetune"
+LR_EXPONENTS = (-4.0, -1.0)
+WD_EXPONENTS = (-6.0, -3.0)
+CALIBRATION_FOLDS = 5
+
+
+class FinetuneError(ValueError):
+    """Settings or stored records that the finetuning protocol cannot use."""
+
+
+def finetune_grid(grid_size: int = 4) -> list[tuple[float, float]]:
+    """SPEC's (lr, wd) pairs in the original's order: lr = logspace(-4, -1, g) largest first,
+    and for each lr, wd = [0] + logspace(-6, -3, g); ``grid_size`` 4 gives the paper's 20 runs.
+
+    ``wd`` is the grid value; the optimiser's weight decay is ``wd / lr``
+    (``optimizer_weight_decay``).
+    """
+    if grid_size < 1:
+        raise FinetuneError(f"grid size must be >= 1, got {grid_size}")
+    lrs = np.logspace(*LR_EXPONENTS, grid_size)[::-1]
+    wds = np.concatenate([[0.0], np.logspace(*WD_EXPONENTS, grid_size)])
+    return [(float(lr), float(wd)) for lr in lrs for wd in wds]
+
+
+def optimizer_weight_decay(lr: float, wd: float) -> float:
+    """The original divided the grid's wd by lr, so the decay per step is lr * (wd / lr) = wd."""
+    return wd / lr
+
+
+def point_name(lr: float, wd: float) -> str:
+    """File stem of a grid point, e.g. ``lr0.01_wd1e-05``."""
+    return f"lr{lr:.4g}_wd{wd:.4g}"
+
+
+class FinetuneNet(nn.Module):
+    """The ResNet-50 trunk (2048-d pooled feature) and a new linear classifier, all trained."""
+
+    def __init__(self, trunk: nn.Module, num_classes: int) -> None:
+        super().__init__()
+        self.trunk = trunk
+        self.head = nn.Linear(FEATURE_DIM, num_classes)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.trunk(images))
+
+
+@dataclass(frozen=True)
+class FinetuneSettings:
+    """Everything ``run_finetune`` needs; ``None`` means the dataset's / environment's default."""
+
+    model: str
+    dataset: str
+    batch_size: int = 64
+    image_size: int | None = None
+    steps: int = 5000
+    grid_size: int = 4
+    data_augmentation: bool = True
+    no_norm: bool = False
+    lr: float | None = None
+    wd: float | None = None
+    seed: int = 0
+    precision: str = "fp32"
+    compile: bool = False
+    checkpoint_every: int = 500
+    workers: int = 4
+    data_root: str | None = None
+    models_dir: str | None = None
+    results_dir: str | None = None
+    progress: bool = True
+
+
+def _check_settings(settings: FinetuneSettings) -> None:
+    if (settings.lr is None) != (settings.wd is None):
+        raise FinetuneError("give both --lr and --wd to skip the search, or neither")
+    if settings.lr is not None and settings.lr <= 0:
+        raise FinetuneError(f"--lr must be > 0, got {settings.lr}")
+    if settings.wd is not None and settings.wd < 0:
+        raise FinetuneError(f"--wd must be >= 0, got {settings.wd}")
+    for name in ("steps", "batch_size", "grid_size"):
+        if getattr(settings, name) < 1:
+            raise FinetuneError(f"{name.replace('_', '-')} must be >= 1, "
+                                f"got {getattr(settings, name)}")
+    if settings.image_size is not None and settings.image_size < 1:
+        raise FinetuneError(f"image size must be >= 1, got {settings.image_size}")
+    if settings.workers < 0:
+        raise FinetuneError(f"workers must be >= 0, got {settings.workers}")
+    if settings.checkpoint_every < 0:
+        raise FinetuneError(f"checkpoint-every must be >= 0, got {settings.checkpoint_every}")
+
+
+def _read_matching(path: Path, recipe: dict, context: Distributed) -> dict | None:
+    """Rank 0 reads a finished record made by ``recipe`` (None if absent); every rank gets it.
+    A record from another recipe is an error rather than silently mixed into this one."""
+    record, problem = None, None
+    if context.is_main and path.exists():
+        record = read_result(path)
+        if record.get("recipe") != recipe:
+            differ = sorted(k for k in set(recipe) | set(record.get("recipe") or {})
+                            if recipe.get(k) != (record.get("recipe") or {}).get(k))
+            problem = (f"{path} was made with other settings ({', '.join(differ)} differ); "
+                       "delete it (and its folder) or pass --results-dir to keep both")
+    record, problem = broadcast_object((record, problem), context)
+    if problem:
+        raise FinetuneError(problem)
+    return record
+
+
+class _Run:
+    """The state one ``run_finetune`` call shares between its grid points and the final fit."""
+
+    def __init__(self, settings: FinetuneSettings, context: Distributed, device: str,
+                 log: Callable[[str], None]) -> None:
+        self.settings, self.context, self.device = settings, context, device
+        self.log = log if context.is_main else (lambda message: None)
+        self.spec = get_dataset_spec(settings.dataset)
+        self.image_size = settings.image_size or self.spec.default_image_size
+        self.backbone = load_backbone(settings.model, settings.models_dir, settings.no_norm)
+        normalize = self.backbone.normalize
+        kind = "train" if settings.data_augmentation else "eval"
+        self.train_transform = build_transform(kind, self.image_size, normalize)
+        self.eval_transform = build_transform("eval", self.image_size, normalize)
+        self.recipe = {
+            "steps": settings.steps, "batch_size": settings.batch_size,
+            "image_size": self.image_size, "data_augmentation": settings.data_augmentation,
+            "normalize": normalize, "seed": settings.seed, "precision": settings.precision,
+        }
+        base = result_path(PROTOCOL, self.backbone.name, self.spec.name,
+                           results_dir=settings.results_dir)
+        self.points_dir = base.with_suffix("")
+        self.checkpoint_dir = self.points_dir / "ckpt"
+        self.sync_bn = context.enabled and torch.device(device).type == "cuda"
+
+    def loaders(self, train_split: str, eval_split: str):
+        """(train loader, eval loader, eval targets) of two splits."""
+        s = self.settings
+        train = load_split(self.spec.name, train_split, s.data_root)
+        evaluation = load_split(self.spec.name, eval_split, s.data_root)
+        train_loader = make_train_loader(ImageDataset(train, self.train_transform), s.batch_size,
+                                         s.seed, self.context, s.workers, self.device)
+        # no activations are kept for a backward pass, so evaluation affords twice the batch
+        eval_loader = make_eval_loader(ImageDataset(evaluation, self.eval_transform),
+                                       2 * s.batch_size, self.context, s.workers, self.device)
+        return train_loader, eval_loader, evaluation.targets
+
+    def new_net(self) -> nn.Module:
+        """A fresh copy of the pretrained trunk and a new head, seeded so reruns agree."""
+        torch.manual_seed(self.settings.seed)
+        net = FinetuneNet(copy.deepcopy(self.backbone.trunk), self.spec.num_classes)
+        if self.sync_bn:  # BN statistics over the global batch, as on one GPU
+            net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
+        return net.to(self.device)
+
+    def train_and_score(self, lr: float, wd: float, train_loader, eval_loader, eval_targets,
+                        name: str, desc: str) -> tuple[TrainStats, np.ndarray, float]:
+        s = self.settings
+        config = TrainConfig(steps=s.steps, lr=lr, weight_decay=optimizer_weight_decay(lr, wd),
+                             batch_size=s.batch_size, seed=s.seed, precision=s.precision,
+                             compile=s.compile, checkpoint_every=s.checkpoint_every)
+        net = self.new_net()
+        checkpoint = self.checkpoint_dir / f"{name}.pt"
+        stats = train_steps(net, train_loader, config, self.device, self.context, checkpoint,
+                            progress=s.progress, desc=desc, log=self.log)
+        logits = predict(net, eval_loader, len(eval_targets), self.device, self.context,
+                         s.precision, progress=s.progress, desc=f"{desc} eval").numpy()
+        return stats, logits, score(self.spec.metric, eval_targets, logits)
+
+    def common_fields(self) -> dict:
+        return {"protocol": PROTOCOL, "model": self.backbone.name, "dataset": self.spec.name,
+                "metric": self.spec.metric, "world_size": self.context.world_size,
+                "sync_bn": self.sync_bn, "versions": software_versions(),
+                "created": datetime.datetime.now(datetime.timezone.utc).isoformat()}
+
+    def finish_point(self, name: str, path: Path, record: dict) -> None:
+        if self.context.is_main:
+            write_result(path, record)
+            (self.checkpoint_dir / f"{name}.pt").unlink(missing_ok=True)
+
+
+def _train_fields(stats: TrainStats) -> dict:
+    return {"train_loss": stats.loss, "train_accuracy": stats.accuracy,
+            "images_per_s": stats.images_per_s, "train_seconds": stats.seconds,
+            "resumed_from_step": stats.resumed_from}
+
+
+def search_grid(run: _Run, grid: list[tuple[float, float]]) -> list[dict]:
+    """Train on train, score on val, for every (lr, wd); finished points are read, not rerun."""
+    records: list[dict | None] = []
+    for lr, wd in grid:
+        records.append(_read_matching(run.points_dir / f"{point_name(lr, wd)}.json",
+                                      run.recipe, run.context))
+    todo = sum(record is None for record in records)
+    run.log(f"grid: {len(grid)} points, {len(grid) - todo} done, {todo} to train")
+    if todo:
+        train_loader, eval_loader, eval_targets = run.loaders("train", "val")
+    for i, ((lr, wd), record) in enumerate(zip(grid, records, strict=True)):
+        name = point_name(lr, wd)
+        label = f"[{i + 1}/{len(grid)}] {name}"
+        if record is not None:
+            run.log(f"{label}: done, val {record['score']:.2f} (skipped)")
+            continue
+        stats, _, val_score = run.train_and_score(lr, wd, train_loader, eval_loader,
+                                                  eval_targets, name, label)
+        record = {**run.common_fields(), "stage": "search", "lr": lr, "wd": wd,
+                  "weight_decay": optimizer_weight_decay(lr, wd), "train_split": "train",
+                  "eval_split": "val", "score": val_score, "n_train": len(train_loader.dataset),
+                  "n_eval": len(eval_targets), "recipe": run.recipe, **_train_fields(stats)}
+        run.finish_point(name, run.points_dir / f"{name}.json", record)
+        run.log(f"{label}: val {run.spec.metric} {val_score:.2f}")
+        records[i] = record
+    return records
+
+
+def test_logits_path(final_path: Path) -> Path:
+    """``<model>__<dataset>[__suffix].test_logits.npy``: the final model's (n, C) test logits."""
+    return final_path.with_suffix(".test_logits.npy")
+
+
+def best_point(records: list[dict]) -> dict:
+    """The record with the highest val score; the earliest wins a tie (the original's strict >)."""
+    best = records[0]
+    for record in records[1:]:
+        if record["score"] > best["score"]:
+            best = record
+    return best
+
+
+def _calibration(metric: str, logits: np.ndarray, targets: np.ndarray) -> dict:
+    """Test ECE before and after temperature scaling (percent); not defined for multi-label."""
+    if metric == "voc11_map" or len(targets) < CALIBRATION_FOLDS:
+        return {"ece": None, "ece_temperature_scaled": None}
+    return {"ece": expected_calibration_error(logits, targets),
+            "ece_temperature_scaled": temperature_scaled_ece(logits, targets,
+                                                             folds=CALIBRATION_FOLDS, seed=0)}
+
+
+def run_finetune(settings: FinetuneSettings, context: Distributed = SINGLE_PROCESS,
+                 device: str = "cpu", log: Callable[[str], None] = print) -> dict:
+    """Run (or finish, or just read back) the protocol; return the final record on every rank."""
+    _check_settings(settings)
+    run = _Run(settings, context, device, log)
+    given = settings.lr is not None
+    if given:
+        final_recipe = {**run.recipe, "selection": "given", "lr": settings.lr,
+                        "wd": settings.wd}
+        suffix = point_name(settings.lr, settings.wd)
+    else:
+        final_recipe = {**run.recipe, "selection": "grid", "grid_size": settings.grid_size}
+        suffix = ""
+    final_path = result_path(PROTOCOL, run.backbone.name, run.spec.name, suffix,
+                             settings.results_dir)
+    done = _read_matching(final_path, final_recipe, context)
+    if done is not None:
+        run.log(f"{final_path} exists: nothing to do")
+        return done
+
+    if given:
+        lr, wd, selection = settings.lr, settings.wd, {"selection": "given"}
+    else:
+        records = search_grid(run, finetune_grid(settings.grid_size))
+        best = best_point(records)
+        lr, wd = best["lr"], best["wd"]
+        selection = {"selection": "grid", "val_score": best["score"],
+                     "grid": [{"lr": r["lr"], "wd": r["wd"], "score": r["score"]}
+                              for r in records]}
+        run.log(f"best on val: lr={lr:.4g} wd={wd:.4g} ({best['score']:.2f})")
+
+    train_loader, eval_loader, test_targets = run.loaders("trainval", "test")
+    name = "final_" + point_name(lr, wd)
+    stats, logits, test_score = run.train_and_score(lr, wd, train_loader, eval_loader,
+                                                    test_targets, name, f"final {name[6:]}")
+    record = {**run.common_fields(), "stage": "final", "score": test_score, "lr": lr, "wd": wd,
+              "weight_decay": optimizer_weight_decay(lr, wd), **selection,
+              "train_split": "trainval", "eval_split": "test",
+              "n_train": len(train_loader.dataset), "n_eval": len(test_targets),
+              **_calibration(run.spec.metric, logits, test_targets), "recipe": final_recipe,
+              **_train_fields(stats)}
+    if context.is_main:  # beside the record, for later analysis (and written before it)
+        with atomic_path(test_logits_path(final_path)) as tmp, open(tmp, "wb") as handle:
+            np.save(handle, logits.astype(np.float32))
+    run.finish_point(name, final_path, record)
+    if context.is_main and run.checkpoint_dir.is_dir() and not os.listdir(run.checkpoint_dir):
+        run.checkpoint_dir.rmdir()
+    run.log(f"test {run.spec.metric} {test_score:.2f} -> {final_path}")
+    return record
