@@ -1,0 +1,86 @@
+#!/usr/bin/env python
+"""Evaluate a trained ADE20K model (multi-scale) and write ``results/segmentation/<model>.json``
+with mIoU and pixel accuracy (SPEC section 8).
+
+    python eval_multipro.py --gpus 0,1 --cfg selfsupconfig/byol.yaml [--device cpu] [KEY VALUE ...]
+
+The validation images are split between the processes (one per GPU of --gpus, or torchrun's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # run from inside this folder: make `transfer` importable
+    sys.path.insert(0, str(REPO))
+
+from models.registry import ModelError  # noqa: E402
+from transfer.arguments import add_location_arguments, default_device  # noqa: E402
+from transfer.dense.launch import LaunchError, launch  # noqa: E402
+from transfer.dense.samples import DenseDataError  # noqa: E402
+from transfer.dense.segmentation_task import (  # noqa: E402
+    ConfigError,
+    evaluate_segmentation,
+    load_config,
+    load_trained,
+)
+from transfer.distributed import init_distributed, shutdown  # noqa: E402
+from transfer.results import default_results_dir, write_result  # noqa: E402
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--cfg", required=True, metavar="FILE",
+                   help="config, e.g. selfsupconfig/byol.yaml")
+    p.add_argument("--gpus", default="0", help="CUDA ids, e.g. 0,1 or 0-3 (default: %(default)s)")
+    p.add_argument("--device", default=default_device(), help="cpu, cuda (default: %(default)s)")
+    add_location_arguments(p)
+    p.add_argument("--results-dir", default=None,
+                   help="results folder (default: $SSL_TRANSFER_RESULTS, else results/)")
+    p.add_argument("--workers", type=int, default=2, help="DataLoader workers per process")
+    p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE pairs")
+    return p.parse_args(argv)
+
+
+def run(args: argparse.Namespace, device: str) -> None:
+    context, device = init_distributed(device)
+    try:
+        config = load_config(args.cfg, args.opts, args.data_root, args.models_dir)
+        model, state = load_trained(config)
+        meta = state["meta"]
+        scores = evaluate_segmentation(model, config, meta["normalize"], device, context,
+                                       args.workers)
+        if context.is_main:
+            record = {
+                "protocol": "segmentation", "model": meta["model"], "dataset": "ade20k",
+                "metric": "miou", "score": 100.0 * scores["miou"], "miou": scores["miou"],
+                "pixel_accuracy": scores["pixel_accuracy"], "images": scores["images"],
+                "test_scales": list(config["DATASET"]["imgSizes"]),
+                "checkpoint": state["path"], "iterations": state["iteration"],
+                "weights_identity": meta["weights_identity"],
+                "per_class_iou": scores["per_class_iou"],
+            }
+            path = write_result(Path(args.results_dir or default_results_dir()) / "segmentation"
+                                / f"{meta['model']}.json", record)
+            print(f"Mean IoU: {scores['miou']:.4f}, Accuracy: {scores['pixel_accuracy']:.2f}%")
+            print(f"wrote {path}")
+    finally:
+        shutdown(context)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        load_config(args.cfg, args.opts, args.data_root, args.models_dir)  # fail before spawning
+        launch(run, args, args.device, args.gpus)
+    except (ConfigError, DenseDataError, ModelError, LaunchError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+#!/usr/bin/env python
+"""Train UPerNet on ADE20K with a pretrained ResNet-50 encoder (SPEC section 8).
+
+    python train.py --gpus 0,1 --cfg selfsupconfig/byol.yaml [--device cpu] [KEY VALUE ...]
+
+One process per GPU of --gpus (or run under torchrun); rerunning resumes from DIR.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # run from inside this folder: make `transfer` importable
+    sys.path.insert(0, str(REPO))
+
+from models.registry import ModelError  # noqa: E402
+from transfer.arguments import add_location_arguments, default_device  # noqa: E402
+from transfer.dense.launch import LaunchError, launch  # noqa: E402
+from transfer.dense.samples import DenseDataError  # noqa: E402
+from transfer.dense.segmentation_task import (  # noqa: E402
+    ConfigError,
+    load_config,
+    train_segmentation,
+)
+from transfer.distributed import init_distributed, shutdown  # noqa: E402
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--cfg", required=True, metavar="FILE",
+                   help="config, e.g. selfsupconfig/byol.yaml")
+    p.add_argument("--gpus", default="0", help="CUDA ids, e.g. 0,1 or 0-3 (default: %(default)s)")
+    p.add_argument("--device", default=default_device(), help="cpu, cuda (default: %(default)s)")
+    add_location_arguments(p)
+    p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE pairs")
+    return p.parse_args(argv)
+
+
+def run(args: argparse.Namespace, device: str) -> None:
+    context, device = init_distributed(device)
+    try:
+        config = load_config(args.cfg, args.opts, args.data_root, args.models_dir)
+        path = train_segmentation(config, device, context)
+        if context.is_main:
+            print(f"checkpoint: {path}")
+    finally:
+        shutdown(context)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        load_config(args.cfg, args.opts, args.data_root, args.models_dir)  # fail before spawning
+        launch(run, args, args.device, args.gpus)
+    except (ConfigError, DenseDataError, ModelError, LaunchError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+#!/usr/bin/env python
+"""Evaluate a trained surface-normal model on the 654 NYUv2 test images (SPEC section 8) and
+write ``results/normals/<model>.json``.
+
+    python evaluate.py --ckpt ckpt/byol [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # run from inside this folder: make `transfer` importable
+    sys.path.insert(0, str(REPO))
+
+from datasets.registry import default_data_root  # noqa: E402
+from transfer.arguments import add_location_arguments, default_device  # noqa: E402
+from transfer.dense.normals import ANGLE_THRESHOLDS, NormalsError  # noqa: E402
+from transfer.dense.normals_task import (  # noqa: E402
+    MAX_SIZE,
+    TEST_SCALES,
+    evaluate_normals,
+    load_trained,
+)
+from transfer.dense.nyuv2 import FOLDER  # noqa: E402
+from transfer.dense.samples import DenseDataError  # noqa: E402
+from transfer.results import default_results_dir, write_result  # noqa: E402
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--ckpt", required=True, help="checkpoint folder written by train.py")
+    add_location_arguments(p)
+    p.add_argument("--device", default=default_device(), help="cpu, cuda (default: %(default)s)")
+    p.add_argument("--scales", type=int, nargs="+", default=list(TEST_SCALES),
+                   help="test short sides; several = multi-scale (default: %(default)s)")
+    p.add_argument("--max-size", type=int, default=MAX_SIZE)
+    p.add_argument("--results-dir", default=None,
+                   help="results folder (default: $SSL_TRANSFER_RESULTS, else results/)")
+    p.add_argument("--workers", type=int, default=2)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        model, state = load_trained(args.ckpt)
+        meta = state["meta"]
+        root = Path(args.data_root or default_data_root()) / FOLDER
+        metrics = evaluate_normals(model, root, meta["normalize"], args.device,
+                                   tuple(args.scales), args.max_size, workers=args.workers)
+    except (DenseDataError, NormalsError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    total = state["schedule"]["epoch_iters"] * state["schedule"]["num_epoch"]
+    if state["iteration"] < total:
+        print(f"warning: {state['path']} stopped at iteration {state['iteration']} of {total}",
+              file=sys.stderr)
+    record = {
+        "protocol": "normals", "model": meta["model"], "dataset": "nyuv2",
+        "metric": "median_angle_error", "score": metrics["median_angle_error"],
+        "score_unit": "degrees (lower is better)", **metrics,
+        "test_scales": list(args.scales), "checkpoint": state["path"],
+        "iterations": state["iteration"], "recipe": meta["recipe"],
+        "weights_identity": meta["weights_identity"],
+    }
+    path = write_result(Path(args.results_dir or default_results_dir()) / "normals"
+                        / f"{meta['model']}.json", record)
+    print(f"mean {metrics['mean_angle_error']:.2f}  median {metrics['median_angle_error']:.2f}  "
+          + "  ".join(f"<{t:g} {metrics[f'within_{t:g}']:.2f}" for t in ANGLE_THRESHOLDS))
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+#!/usr/bin/env python
+"""Train the surface-normal decoder on NYUv2 over a frozen pretrained ResNet-50 (SPEC section 8).
+
+    python train.py --weights ../models/byol.pth --ckpt ckpt/byol [--device cpu] [--gpus 0,1]
+
+Defaults are the paper's schedule; rerunning with the same --ckpt resumes. Several GPUs: --gpus
+0,1 (one process each) or torchrun --nproc-per-node 2 train.py ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # run from inside this folder: make `transfer` importable
+    sys.path.insert(0, str(REPO))
+
+from datasets.registry import default_data_root  # noqa: E402
+from models.registry import ModelError  # noqa: E402
+from transfer.arguments import add_location_arguments, default_device  # noqa: E402
+from transfer.dense.launch import LaunchError, launch  # noqa: E402
+from transfer.dense.normals_task import NormalsRecipe, train_normals  # noqa: E402
+from transfer.dense.nyuv2 import FOLDER  # noqa: E402
+from transfer.dense.samples import DenseDataError  # noqa: E402
+from transfer.distributed import init_distributed, shutdown  # noqa: E402
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    d = NormalsRecipe()
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--weights", required=True,
+                   help="common-format checkpoint: a model name (models/<name>.pth) or a .pth path")
+    p.add_argument("--ckpt", required=True, help="checkpoint folder (resumed if it holds one)")
+    add_location_arguments(p)
+    p.add_argument("--device", default=default_device(), help="cpu, cuda (default: %(default)s)")
+    p.add_argument("--gpus", default="0", help="CUDA ids, e.g. 0,1 or 0-3 (default: %(default)s)")
+    p.add_argument("--epoch-iters", type=int, default=d.epoch_iters)
+    p.add_argument("--num-epoch", type=int, default=d.num_epoch)
+    p.add_argument("--batch-size-per-gpu", type=int, default=d.batch_per_gpu)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--lr-pow", type=float, default=d.lr_pow)
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    p.add_argument("--scales", type=int, nargs="+", default=list(d.scales),
+                   help="training short sides (default: %(default)s)")
+    p.add_argument("--max-size", type=int, default=d.max_size)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--workers", type=int, default=4, help="DataLoader workers per process")
+    return p.parse_args(argv)
+
+
+def run(args: argparse.Namespace, device: str) -> None:
+    context, device = init_distributed(device)
+    try:
+        recipe = NormalsRecipe(
+            epoch_iters=args.epoch_iters, num_epoch=args.num_epoch,
+            batch_per_gpu=args.batch_size_per_gpu, lr=args.lr, lr_pow=args.lr_pow,
+            weight_decay=args.weight_decay, scales=tuple(args.scales), max_size=args.max_size,
+            seed=args.seed)
+        root = Path(args.data_root or default_data_root()) / FOLDER
+        path = train_normals(args.weights, args.ckpt, root, recipe, device, context,
+                             args.models_dir, args.workers)
+        if context.is_main:
+            print(f"checkpoint: {path}")
+    finally:
+        shutdown(context)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        launch(run, args, args.device, args.gpus)
+    except (DenseDataError, ModelError, LaunchError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

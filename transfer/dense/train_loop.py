@@ -1,0 +1,193 @@
+"""The dense-task training loop (the MIT CSAIL toolkit's schedule): SGD with momentum, weight
+decay on conv/linear weights only, learning rate ``lr * (1 - it / max_iters) ** power`` set
+before every iteration, NLL loss on log-softmax logits with label -1 ignored.
+
+"Epochs" are the toolkit's: ``epoch_iters`` iterations each (one batch per process per
+iteration). After every epoch ``<ckpt>/epoch_<n>.pth`` holds the model, optimiser and iteration
+(the previous one is removed), and a rerun resumes from the newest.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from itertools import count
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from transfer.atomic import atomic_path
+from transfer.dense.samples import DenseDataError, TrainBatches
+from transfer.distributed import Distributed, all_reduce_sum, barrier
+
+CHECKPOINT = re.compile(r"epoch_(\d+)\.pth")
+SINGLE_PROCESS = Distributed()
+
+
+@dataclass(frozen=True)
+class Schedule:
+    epoch_iters: int
+    num_epoch: int
+    lr: float = 0.02
+    lr_pow: float = 0.9
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+
+    @property
+    def max_iters(self) -> int:
+        return self.epoch_iters * self.num_epoch
+
+
+def parameter_groups(model: nn.Module, weight_decay: float, base_lr: float) -> list[dict]:
+    """The toolkit's ``group_weight``: decay on conv/linear weights; none on biases and norms.
+    Frozen parameters are left out; ``base_lr`` is the group's learning rate before decay."""
+    decay, no_decay = [], []
+    for module in model.modules():
+        for name, p in module.named_parameters(recurse=False):
+            if not p.requires_grad:
+                continue
+            is_weight = name == "weight" and isinstance(
+                module, (nn.Linear, nn.modules.conv._ConvNd))
+            (decay if is_weight else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay, "base_lr": base_lr},
+              {"params": no_decay, "weight_decay": 0.0, "base_lr": base_lr}]
+    return [group for group in groups if group["params"]]
+
+
+def poly_factor(schedule: Schedule, iteration: int) -> float:
+    """The toolkit's poly decay: ``(1 - it / max_iters) ** lr_pow``."""
+    return (1.0 - iteration / schedule.max_iters) ** schedule.lr_pow
+
+
+def segmentation_loss(logits: torch.Tensor,
+                      labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """NLL of log-softmax with -1 ignored, and the pixel accuracy over labelled pixels."""
+    if logits.shape[2:] != labels.shape[1:]:
+        raise DenseDataError(f"decoder output {tuple(logits.shape[2:])} and labels "
+                             f"{tuple(labels.shape[1:])} differ: check padding_constant and the "
+                             "label downsampling rate against the network's output stride")
+    loss = F.nll_loss(F.log_softmax(logits, dim=1), labels, ignore_index=-1)
+    valid = labels >= 0
+    accuracy = ((logits.argmax(1) == labels) & valid).sum() / valid.sum().clamp(min=1)
+    return loss, accuracy
+
+
+def latest_checkpoint(directory: str | Path) -> Path | None:
+    found = [(int(m.group(1)), p) for p in Path(directory).glob("epoch_*.pth")
+             if (m := CHECKPOINT.fullmatch(p.name))]
+    return max(found)[1] if found else None
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for a truncated or foreign file
+        raise DenseDataError(f"cannot read checkpoint {path} ({type(error).__name__}); "
+                             "is the file complete?") from None
+
+
+def batch_stream(dataset: TrainBatches, start_batch: int, context: Distributed,
+                 workers: int) -> Iterator[dict[str, torch.Tensor]]:
+    """This rank's batches from the ``start_batch``-th on, pass after pass, forever."""
+    skipped = 0
+    for data_pass in count():
+        keys = dataset.keys(data_pass, context.rank, context.world_size)
+        if skipped + len(keys) <= start_batch:
+            skipped += len(keys)
+            continue
+        keys = keys[max(0, start_batch - skipped):]
+        skipped = start_batch
+        loader = DataLoader(dataset, batch_size=None, sampler=keys, num_workers=workers,
+                            pin_memory=torch.cuda.is_available())
+        yield from loader
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def train_dense(model: nn.Module, dataset: TrainBatches, schedule: Schedule, ckpt_dir: str | Path,
+                meta: dict[str, Any], device: str, context: Distributed = SINGLE_PROCESS,
+                workers: int = 0, lr_by_module: dict[str, float] | None = None) -> Path:
+    """Train ``model`` (an ``nn.Module`` mapping images to logits) to ``schedule.max_iters``,
+    resuming from ``ckpt_dir`` if it holds a checkpoint; returns the last checkpoint's path.
+
+    ``lr_by_module``: base learning rates of named children (the toolkit's ``lr_encoder`` and
+    ``lr_decoder``); by default every parameter starts at ``schedule.lr``.
+    """
+    ckpt_dir = Path(ckpt_dir)
+    model.to(device)
+    if context.enabled:
+        if torch.device(device).type == "cuda":
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[torch.device(device).index] if torch.device(device).type == "cuda"
+            else None)
+    core = unwrap(model)
+    lr_by_module = lr_by_module or {"": schedule.lr}
+    groups = [group for name, lr in lr_by_module.items()
+              for group in parameter_groups(core.get_submodule(name), schedule.weight_decay, lr)]
+    optimizer = torch.optim.SGD(groups, lr=schedule.lr, momentum=schedule.momentum)
+    start = 0
+    resume = latest_checkpoint(ckpt_dir)
+    if resume is not None:
+        state = read_checkpoint(resume)
+        unwrap(model).load_state_dict(state["model"], strict=True)
+        optimizer.load_state_dict(state["optimizer"])
+        start = int(state["iteration"])
+        if context.is_main:
+            print(f"resuming from {resume} at iteration {start}")
+    last = resume
+    if start >= schedule.max_iters:
+        return last
+    model.train()
+    stream = batch_stream(dataset, start, context, workers)
+    bar = tqdm(total=schedule.max_iters, initial=start, desc="train", disable=not context.is_main,
+               dynamic_ncols=True)
+    for iteration in range(start, schedule.max_iters):
+        batch = next(stream)
+        for group in optimizer.param_groups:
+            group["lr"] = group["base_lr"] * poly_factor(schedule, iteration)
+        images = batch["images"].to(device, non_blocking=True)
+        labels = batch["labels"].to(device, non_blocking=True)
+        loss, accuracy = segmentation_loss(model(images), labels)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss became {loss.item()} at iteration {iteration}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.4f}", acc=f"{100 * accuracy.item():.1f}")
+        done = iteration + 1
+        if done % schedule.epoch_iters == 0 or done == schedule.max_iters:
+            last = save_checkpoint(unwrap(model), optimizer, done, schedule, meta, ckpt_dir,
+                                   context, float(loss.item()))
+    bar.close()
+    return last
+
+
+def save_checkpoint(model: nn.Module, optimizer: torch.optim.Optimizer, iteration: int,
+                    schedule: Schedule, meta: dict[str, Any], ckpt_dir: Path,
+                    context: Distributed, loss: float) -> Path:
+    """Rank 0 writes ``epoch_<n>.pth`` atomically and removes older ones; all ranks wait."""
+    loss_sum = all_reduce_sum(torch.tensor([loss], dtype=torch.float64), context)
+    epoch = -(-iteration // schedule.epoch_iters)
+    path = ckpt_dir / f"epoch_{epoch}.pth"
+    if context.is_main:
+        payload = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                   "iteration": iteration, "schedule": asdict(schedule), "meta": meta,
+                   "loss": float(loss_sum.item()) / context.world_size}
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            torch.save(payload, tmp)
+        for old in ckpt_dir.glob("epoch_*.pth"):
+            if old != path and CHECKPOINT.fullmatch(old.name):
+                old.unlink()
+    barrier(context)
+    return path
