@@ -1,0 +1,284 @@
+"""Tables, averages, paper comparison and correlations from result files written here; checked
+against direct loops, the paper CSVs read with the csv module, and scipy."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import random
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from scipy import stats
+
+from transfer import report
+from transfer.report import ReportError
+
+PAPER_CSV = Path(report.__file__).resolve().parent / "paper"
+MODELS = ["insdis", "pirl", "moco-v2", "byol", "swav"]  # all with a published ImageNet top-1
+LINEAR_SETS = ["aircraft", "dtd", "voc2007"]
+FEW_SHOT_SETS = ["dtd", "eurosat", "isic"]
+
+
+def _write(path: Path, record: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record))
+
+
+def write_results(root: Path) -> dict:
+    """A seeded set of result files in every protocol's layout; returns what was written."""
+    rng = random.Random(3)
+    truth: dict = {"linear": {}, "finetune": {}, "few_shot": {}, "ece": {}, "detection": {},
+                   "dense": {}}
+    for model in [*MODELS, "random"]:
+        for dataset in LINEAR_SETS:
+            if model == "random" and dataset == "dtd":
+                continue  # an incomplete row: its average must stay empty
+            score = rng.uniform(20, 95)
+            ece = None if dataset == "voc2007" else (rng.uniform(2, 15), rng.uniform(1, 4))
+            truth["linear"][model, dataset] = score
+            truth["ece"]["linear", model, dataset] = ece
+            _write(root / "linear" / f"{model}__{dataset}.json",
+                   {"protocol": "linear", "model": model, "dataset": dataset,
+                    "metric": "accuracy", "score": score, "C": 0.1,
+                    "ece": ece and ece[0], "ece_scaled": ece and ece[1]})
+            score = rng.uniform(20, 95)
+            ece = None if dataset == "voc2007" else (rng.uniform(2, 15), rng.uniform(1, 4))
+            truth["finetune"][model, dataset] = score
+            truth["ece"]["finetune", model, dataset] = ece
+            _write(root / "finetune" / f"{model}__{dataset}.json",
+                   {"protocol": "finetune", "model": model, "dataset": dataset,
+                    "metric": "accuracy", "score": score, "stage": "final", "lr": 0.01,
+                    "wd": 0.0, "ece": ece and ece[0], "ece_temperature_scaled": ece and ece[1]})
+            # a grid point in the per-run folder is not a result
+            _write(root / "finetune" / f"{model}__{dataset}" / "lr0.01_wd0.json",
+                   {"protocol": "finetune", "model": model, "dataset": dataset,
+                    "stage": "search", "score": 1.0})
+        for dataset in FEW_SHOT_SETS:
+            for shots in (5, 20):
+                accuracy, ci95 = rng.uniform(30, 95), rng.uniform(0.2, 0.9)
+                truth["few_shot"][model, dataset, shots] = (accuracy, ci95)
+                _write(root / "few_shot" / f"{model}__{dataset}__5way{shots}shot.json",
+                       {"protocol": "few_shot", "model": model, "dataset": dataset,
+                        "metric": "accuracy", "score": accuracy, "accuracy": accuracy,
+                        "ci95": ci95, "n_way": 5, "n_support": shots, "episodes": 600})
+        if model == "random":
+            continue
+        for mode in ("frozen", "finetune"):
+            aps = {key: rng.uniform(40, 85) for key in ("AP", "AP50", "AP75")}
+            truth["detection"][model, mode] = aps
+            _write(root / "detection" / f"{model}__{mode}.json",
+                   {"model": model, "mode": mode, **aps, "iteration": 144000})
+        normals = {"mean_angle_error": rng.uniform(28, 40), "median_angle_error": 25.0,
+                   "within_11.25": rng.uniform(14, 31), "within_22.5": 45.0, "within_30": 55.0}
+        segmentation = {"miou": rng.uniform(0.25, 0.30), "pixel_accuracy": rng.uniform(60, 75)}
+        truth["dense"][model] = {**normals, **segmentation}
+        _write(root / "normals" / f"{model}.json", {"model": model, **normals})
+        _write(root / "segmentation" / f"{model}.json", {"model": model, "metrics": segmentation})
+    # a duplicate of a linear cell under another name loses to the canonical file
+    _write(root / "linear" / "byol__dtd__rerun.json",
+           {"protocol": "linear", "model": "byol", "dataset": "dtd", "score": 1.0,
+            "created": "2999-01-01"})
+    return truth
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    root = tmp_path_factory.mktemp("results")
+    return root, write_results(root)
+
+
+@pytest.fixture(scope="module")
+def built(written):
+    root, _ = written
+    return report.build_tables(report.gather_results(root))
+
+
+def _by_name(tables):
+    return {table.name: table for table in tables}
+
+
+def _paper_top1() -> dict[str, float]:
+    with open(PAPER_CSV / "imagenet_top1.csv") as handle:
+        return {row["model"]: float(row["imagenet_top1"]) for row in csv.DictReader(handle)}
+
+
+def test_gathering_keeps_one_final_record_per_cell(written):
+    root, truth = written
+    results = report.gather_results(root)
+    linear = results.scores[results.scores["protocol"] == "linear"]
+    assert len(linear) == len(truth["linear"])
+    byol_dtd = linear[(linear["model"] == "byol") & (linear["dataset"] == "dtd")]
+    assert byol_dtd["score"].tolist() == [truth["linear"]["byol", "dtd"]]
+    finetune = results.scores[results.scores["protocol"] == "finetune"]
+    assert len(finetune) == len(truth["finetune"])  # grid points in subfolders left out
+    assert results.problems == []
+
+
+def test_many_shot_tables_and_their_averages(built, written):
+    _, truth = written
+    tables = _by_name(built)
+    for protocol in ("linear", "finetune"):
+        values = tables[protocol].values
+        assert list(values.columns) == [*LINEAR_SETS, "average"]
+        assert list(values.index) == [*MODELS, "random"]  # paper order, then the rest
+        for (model, dataset), score in truth[protocol].items():
+            assert values.at[model, dataset] == pytest.approx(score)
+        for model in MODELS:
+            expected = sum(truth[protocol][model, d] for d in LINEAR_SETS) / len(LINEAR_SETS)
+            assert values.at[model, "average"] == pytest.approx(expected)
+        assert math.isnan(values.at["random", "average"])  # random has no dtd result
+        assert math.isnan(values.at["random", "dtd"])
+
+
+def test_few_shot_tables_per_shot_count_with_ci(built, written):
+    _, truth = written
+    tables = _by_name(built)
+    assert [n for n in tables if n.startswith("few_shot")] == ["few_shot_5way5shot",
+                                                               "few_shot_5way20shot"]
+    table = tables["few_shot_5way20shot"]
+    assert list(table.values.columns) == [*FEW_SHOT_SETS, "average_many_shot",
+                                          "average_cross_domain"]
+    accuracy, ci95 = truth["few_shot"]["swav", "isic", 20]
+    assert table.values.at["swav", "isic"] == pytest.approx(accuracy)
+    assert table.cell("swav", "isic") == f"{accuracy:.2f} ± {ci95:.2f}"
+    cross = [truth["few_shot"]["swav", d, 20][0] for d in ("eurosat", "isic")]
+    assert table.values.at["swav", "average_cross_domain"] == pytest.approx(sum(cross) / 2)
+    assert table.values.at["swav", "average_many_shot"] == pytest.approx(
+        truth["few_shot"]["swav", "dtd", 20][0])
+    frame = table.csv_frame()
+    assert list(frame.columns[:2]) == ["dtd", "dtd_ci95"]
+    assert frame.at["swav", "isic_ci95"] == pytest.approx(ci95)
+
+
+def test_detection_dense_and_calibration_tables(built, written):
+    _, truth = written
+    tables = _by_name(built)
+    detection = tables["detection"].values
+    assert list(detection.columns) == ["frozen_ap", "frozen_ap50", "frozen_ap75", "finetune_ap",
+                                       "finetune_ap50", "finetune_ap75"]
+    assert detection.at["byol", "finetune_ap75"] == pytest.approx(
+        truth["detection"]["byol", "finetune"]["AP75"])
+    dense = tables["dense"].values
+    assert dense.at["pirl", "normals_mean_err"] == pytest.approx(
+        truth["dense"]["pirl"]["mean_angle_error"])
+    assert dense.at["pirl", "normals_within_11.25"] == pytest.approx(
+        truth["dense"]["pirl"]["within_11.25"])
+    assert dense.at["pirl", "seg_miou"] == pytest.approx(truth["dense"]["pirl"]["miou"])
+    assert tables["dense"].cell("pirl", "seg_miou") == f"{truth['dense']['pirl']['miou']:.4f}"
+    calibration = tables["calibration"].values
+    assert list(calibration.columns) == ["linear_ece", "linear_ece_scaled", "finetune_ece",
+                                         "finetune_ece_scaled"]
+    for protocol in ("linear", "finetune"):
+        for i, key in enumerate(("ece", "ece_scaled")):
+            values = [truth["ece"][protocol, "moco-v2", d][i] for d in ("aircraft", "dtd")]
+            assert calibration.at["moco-v2", f"{protocol}_{key}"] == pytest.approx(
+                sum(values) / 2)
+        assert math.isnan(calibration.at["random", f"{protocol}_ece"])
+
+
+def test_correlations_match_scipy_on_logits(built, written):
+    _, truth = written
+    top1 = _paper_top1()
+    correlation = report.correlation_table(built, report.imagenet_top1()).values
+    for protocol, dataset in (("linear", "aircraft"), ("finetune", "dtd")):
+        x = [math.log(top1[m] / (100 - top1[m])) for m in MODELS]
+        y = [math.log(truth[protocol][m, dataset] / (100 - truth[protocol][m, dataset]))
+             for m in MODELS]
+        row = correlation.loc[f"{protocol} / {dataset}"]
+        assert row["n_models"] == len(MODELS)  # random has no ImageNet top-1
+        assert row["pearson_r"] == pytest.approx(stats.pearsonr(x, y).statistic)
+        assert row["pearson_p"] == pytest.approx(stats.pearsonr(x, y).pvalue)
+        assert row["spearman_rho"] == pytest.approx(stats.spearmanr(x, y).statistic)
+    averages = [sum(truth["linear"][m, d] for d in LINEAR_SETS) / 3 for m in MODELS]
+    x = [math.log(top1[m] / (100 - top1[m])) for m in MODELS]
+    y = [math.log(a / (100 - a)) for a in averages]
+    assert correlation.loc["linear / average", "pearson_r"] == pytest.approx(
+        stats.pearsonr(x, y).statistic)
+    miou = [100 * truth["dense"][m]["miou"] for m in MODELS]  # a fraction, as a percentage
+    y = [math.log(v / (100 - v)) for v in miou]
+    assert correlation.loc["dense / seg_miou", "pearson_r"] == pytest.approx(
+        stats.pearsonr(x, y).statistic)
+    assert "dense / normals_mean_err" not in correlation.index  # degrees have no logit
+
+
+def test_correlation_needs_three_models():
+    result = report.correlate({"a": 60.0, "b": 70.0}, {"a": 50.0, "b": 55.0})
+    assert result.n_models == 2 and math.isnan(result.pearson_r)
+
+
+def test_logit_transform_and_clipping():
+    assert report.logit_percent([50.0, 75.0]) == pytest.approx([0.0, math.log(3)])
+    assert np.isfinite(report.logit_percent([0.0, 100.0])).all()
+
+
+def test_paper_comparison_is_ours_minus_the_papers(built):
+    paper = report.load_paper_tables()
+    tables = _by_name(built)
+    comparison = report.compare_with_paper(tables["linear"], paper["linear"]).values
+    with open(PAPER_CSV / "linear.csv") as handle:
+        published = {row["model"]: row for row in csv.DictReader(handle)}
+    ours = tables["linear"].values.at["byol", "aircraft"]
+    row = comparison.loc["byol / aircraft"]
+    assert row["paper"] == float(published["byol"]["aircraft"])
+    assert row["difference"] == pytest.approx(ours - float(published["byol"]["aircraft"]))
+    assert "byol / average" in comparison.index
+    assert not any(name.startswith("random") for name in comparison.index)  # not in the paper
+    few = report.compare_with_paper(tables["few_shot_5way20shot"],
+                                    paper["few_shot_5way20shot"]).values
+    with open(PAPER_CSV / "few_shot_20shot_cdfsl.csv") as handle:
+        cdfsl = {(r["model"], r["dataset"]): float(r["accuracy"]) for r in csv.DictReader(handle)}
+    assert few.loc["swav / isic", "paper"] == cdfsl["swav", "isic"]
+    dense = report.compare_with_paper(tables["dense"], paper["dense"]).values
+    assert dense.loc["pirl / seg_miou", "paper"] == pytest.approx(0.2697)
+
+
+def test_write_report_files(written, tmp_path):
+    root, truth = written
+    result = report.write_report(root, tmp_path / "report", paper=True)
+    tables = tmp_path / "report" / "tables"
+    for name in ("linear", "finetune", "few_shot_5way5shot", "few_shot_5way20shot", "detection",
+                 "dense", "calibration", "correlation", "linear_vs_paper", "dense_vs_paper"):
+        assert (tables / f"{name}.csv").is_file() and (tables / f"{name}.md").is_file()
+    linear = pd.read_csv(tables / "linear.csv", index_col="model")
+    assert linear.at["insdis", "dtd"] == pytest.approx(truth["linear"]["insdis", "dtd"])
+    markdown = (tables / "linear.md").read_text().splitlines()
+    assert markdown[2] == "| model | aircraft | dtd | voc2007 | average |"
+    insdis = [line for line in markdown if line.startswith("| insdis |")][0]
+    assert f"| {truth['linear']['insdis', 'dtd']:.2f} |" in insdis
+    pngs = [path for path in result.files if path.suffix == ".png"]
+    assert {p.name for p in pngs} >= {"linear_vs_imagenet.png", "linear_heatmap.png",
+                                      "few_shot_5way20shot_heatmap.png",
+                                      "detection_vs_imagenet.png"}
+    for png in pngs:
+        with Image.open(png) as image:
+            image.verify()
+            assert image.format == "PNG" and min(image.size) > 100
+    page = (tmp_path / "report" / "report.md").read_text()
+    assert "](plots/linear_heatmap.png)" in page and "## Correlation with ImageNet top-1" in page
+
+
+def test_unreadable_files_are_listed_not_fatal(tmp_path):
+    _write(tmp_path / "linear" / "ok__dtd.json",
+           {"protocol": "linear", "model": "ok", "dataset": "dtd", "score": 50.0})
+    (tmp_path / "linear" / "cut__dtd.json").write_text('{"model": "cut", ')
+    _write(tmp_path / "linear" / "noscore__dtd.json", {"model": "noscore", "dataset": "dtd"})
+    _write(tmp_path / "detection" / "ok__half.json", {"model": "ok", "mode": "half"})
+    results = report.gather_results(tmp_path)
+    assert results.scores["model"].tolist() == ["ok"]
+    assert len(results.problems) == 3
+    assert any("cut__dtd.json: not readable JSON" in p for p in results.problems)
+    assert any("noscore__dtd.json: expected 'dataset' and a numeric 'score'" in p
+               for p in results.problems)
+    assert any("'mode' should be one of frozen, finetune" in p for p in results.problems)
+
+
+def test_missing_or_empty_results_folder(tmp_path):
+    with pytest.raises(ReportError, match=r"no such results folder"):
+        report.gather_results(tmp_path / "nope")
+    with pytest.raises(ReportError, match=r"no result files \(expected <protocol>/\*\.json"):
+        report.gather_results(tmp_path)

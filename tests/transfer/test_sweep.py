@@ -1,0 +1,216 @@
+"""Grid expansion, cell commands and result paths, and both executors on tiny stand-in cells."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from models.registry import PAPER_MODELS
+from transfer import sweep
+from transfer.sweep import Cell, SlurmOptions, SweepError, SweepOptions
+
+# SPEC section 2, written out here rather than derived from the registry under test.
+MANY_SHOT = ["aircraft", "caltech101", "cars", "cifar10", "cifar100", "dtd", "flowers", "food",
+             "pets", "sun397", "voc2007"]
+CROSS_DOMAIN = ["cropdiseases", "eurosat", "isic", "chestx"]
+
+
+def test_dataset_shortcuts_follow_the_spec():
+    assert sweep.expand_datasets(["many-shot"]) == MANY_SHOT
+    assert sweep.expand_datasets(["cross-domain"]) == CROSS_DOMAIN
+    assert sweep.expand_datasets(["few-shot"]) == [d for d in MANY_SHOT + CROSS_DOMAIN
+                                                   if d != "voc2007"]
+    assert sweep.expand_datasets(["all"]) == MANY_SHOT + CROSS_DOMAIN
+    # order kept, repeats dropped, the demo set only when named
+    assert sweep.expand_datasets(["digits", "dtd", "many-shot"]) == ["digits", "dtd"] + [
+        d for d in MANY_SHOT if d != "dtd"]
+
+
+def test_model_and_protocol_shortcuts(tmp_path):
+    assert sweep.expand_models(["paper"]) == list(PAPER_MODELS)
+    assert len(sweep.expand_models(["paper"])) == 14
+    assert sweep.expand_models(["random", "all"])[0] == "random"
+    assert sweep.expand_models(["all"])[-1] == "random"
+    assert len(sweep.expand_models(["random", "all"])) == 15
+    assert sweep.expand_protocols(["all"]) == ["linear", "few_shot", "finetune"]
+
+
+def test_unknown_names_are_rejected_with_the_choices(tmp_path):
+    with pytest.raises(SweepError, match=r"unknown dataset 'imagenet'.*many-shot.*cifar10"):
+        sweep.expand_datasets(["imagenet"])
+    with pytest.raises(SweepError, match=r"unknown protocol 'knn'.*few_shot"):
+        sweep.expand_protocols(["knn"])
+    with pytest.raises(SweepError, match=rf"unknown model 'mine'.*{tmp_path}"):
+        sweep.expand_models(["mine"], tmp_path)
+    (tmp_path / "mine.pth").write_bytes(b"")
+    assert sweep.expand_models(["mine"], tmp_path) == ["mine"]
+    assert sweep.expand_models([str(tmp_path / "mine.pth")]) == [str(tmp_path / "mine.pth")]
+
+
+def test_extra_arguments_are_split_per_protocol_and_cannot_override_the_grid():
+    extra = sweep.parse_extra(["finetune=--steps 500 --grid-size 2", "few_shot=--iter-num 100",
+                               "finetune=--no-da"])
+    assert extra == {"finetune": ("--steps", "500", "--grid-size", "2", "--no-da"),
+                     "few_shot": ("--iter-num", "100")}
+    with pytest.raises(SweepError, match="expected PROTOCOL=ARGS"):
+        sweep.parse_extra(["--steps 500"])
+    with pytest.raises(SweepError, match="expected PROTOCOL=ARGS"):
+        sweep.parse_extra(["knn=--k 20"])
+    with pytest.raises(SweepError, match="--dataset is set by the sweep"):
+        sweep.parse_extra(["linear=--dataset=cifar10"])
+    with pytest.raises(SweepError, match="--n-support is set by the sweep"):
+        sweep.parse_extra(["few_shot=--n-support 5"])
+
+
+def _options(tmp_path: Path, **kwargs) -> SweepOptions:
+    return SweepOptions(results_dir=tmp_path / "results", **kwargs)
+
+
+def test_plan_leaves_out_pairs_a_protocol_does_not_apply_to(tmp_path):
+    plan = sweep.plan_grid(["random", "byol"], ["dtd", "voc2007", "eurosat"],
+                           ["linear", "few_shot", "finetune"], _options(tmp_path))
+    names = [cell.name for cell in plan.to_run]
+    assert names == [
+        "linear/random__dtd", "few_shot/random__dtd", "finetune/random__dtd",
+        "linear/random__voc2007", "finetune/random__voc2007", "few_shot/random__eurosat",
+        "linear/byol__dtd", "few_shot/byol__dtd", "finetune/byol__dtd",
+        "linear/byol__voc2007", "finetune/byol__voc2007", "few_shot/byol__eurosat"]
+    assert sorted((p, d) for p, d, _ in plan.not_applicable) == [
+        ("few_shot", "voc2007"), ("finetune", "eurosat"), ("linear", "eurosat")]
+    assert plan.done == []
+
+
+def test_cell_commands_pass_the_shared_options_through(tmp_path):
+    options = _options(tmp_path, models_dir="/m", data_root="/d", cache_dir="/c", device="cpu",
+                       image_size=32, workers=0, n_support=(5, 20),
+                       extra={"finetune": ("--steps", "10")})
+    cells = {c.protocol: c for c in sweep.plan_grid(["random"], ["dtd"],
+                                                    ["linear", "few_shot", "finetune"],
+                                                    options).to_run}
+    linear = list(cells["linear"].argv)
+    assert linear[:2] == [sys.executable, str(Path(sweep.REPO_ROOT) / "linear.py")]
+    assert linear[2:] == ["--model", "random", "--dataset", "dtd", "--results-dir",
+                          str(tmp_path / "results"), "--models-dir", "/m", "--data-root", "/d",
+                          "--device", "cpu", "--image-size", "32", "--workers", "0",
+                          "--cache-dir", "/c"]
+    assert list(cells["few_shot"].argv[-3:]) == ["--n-support", "5", "20"]
+    finetune = list(cells["finetune"].argv)
+    assert finetune[1].endswith("finetune.py")
+    assert "--cache-dir" not in finetune  # finetuning trains the backbone: no feature cache
+    assert finetune[-2:] == ["--steps", "10"]
+
+
+def test_expected_outputs_are_the_scripts_result_files(tmp_path):
+    root = tmp_path / "results"
+    options = _options(tmp_path, n_support=(5, 20),
+                       extra={"few_shot": ("--n-way", "3"), "finetune": ("--lr", "0.01",
+                                                                        "--wd", "0")})
+    outputs = {c.protocol: c.outputs for c in sweep.plan_grid(
+        ["random"], ["dtd"], ["linear", "few_shot", "finetune"], options).to_run}
+    assert outputs["linear"] == (root / "linear" / "random__dtd.json",)
+    assert outputs["few_shot"] == (root / "few_shot" / "random__dtd__3way5shot.json",
+                                   root / "few_shot" / "random__dtd__3way20shot.json")
+    assert outputs["finetune"] == (root / "finetune" / "random__dtd__lr0.01_wd0.json",)
+    # a checkpoint given as a file is filed under its stem, as load_backbone names it
+    (cell,) = sweep.plan_grid([str(tmp_path / "weights" / "mine.pth")], ["dtd"], ["linear"],
+                              options).to_run
+    assert cell.outputs == (root / "linear" / "mine__dtd.json",)
+    assert cell.name == "linear/mine__dtd"
+
+
+def test_finished_cells_are_skipped_and_few_shot_runs_only_missing_shots(tmp_path):
+    options = _options(tmp_path, n_support=(5, 20, 50))
+    root = tmp_path / "results"
+    (root / "linear").mkdir(parents=True)
+    (root / "linear" / "random__dtd.json").write_text("{}")
+    (root / "few_shot").mkdir()
+    (root / "few_shot" / "random__dtd__5way20shot.json").write_text("{}")
+    plan = sweep.plan_grid(["random"], ["dtd"], ["linear", "few_shot"], options)
+    assert [c.name for c in plan.done] == ["linear/random__dtd"]
+    (few,) = plan.to_run
+    assert list(few.argv[-3:]) == ["--n-support", "5", "50"]
+    forced = sweep.plan_grid(["random"], ["dtd"], ["linear", "few_shot"], options, force=True)
+    assert [c.name for c in forced.to_run] == ["linear/random__dtd", "few_shot/random__dtd"]
+    assert list(forced.to_run[1].argv[-4:]) == ["--n-support", "5", "20", "50"]
+    for k in (5, 50):
+        (root / "few_shot" / f"random__dtd__5way{k}shot.json").write_text("{}")
+    assert sweep.plan_grid(["random"], ["dtd"], ["few_shot"], options).to_run == []
+
+
+def _script_cell(tmp_path: Path, name: str, code: str, writes: bool = True,
+                 model: str = "m") -> Cell:
+    """A stand-in cell: a tiny Python command and the file it should leave behind."""
+    output = tmp_path / "results" / f"{name}.json"
+    body = f"{code}\nopen({str(output)!r}, 'w').write('{{}}')" if writes else code
+    return Cell("linear", model, name, (sys.executable, "-c", body), (output,))
+
+
+def test_local_executor_reports_failures_and_runs_every_other_cell(tmp_path):
+    (tmp_path / "results").mkdir()
+    cells = [
+        _script_cell(tmp_path, "ok1", "print('hello from ok1')", model="a"),
+        _script_cell(tmp_path, "crash", "import sys; print('error: boom'); sys.exit(3)",
+                     model="a"),
+        _script_cell(tmp_path, "silent", "pass", writes=False, model="a"),
+        _script_cell(tmp_path, "ok2", "pass", model="b"),
+    ]
+    outcomes = sweep.run_local(cells, jobs=2, log_dir=tmp_path / "logs", progress=False,
+                               report=lambda message: None)
+    assert [o.cell.dataset for o in outcomes] == ["ok1", "crash", "silent", "ok2"]
+    assert [o.status for o in outcomes] == ["done", "failed", "failed", "done"]
+    assert outcomes[1].detail == "exit code 3: error: boom"
+    assert outcomes[2].detail.startswith("exited 0 but wrote no ")
+    log = (tmp_path / "logs" / "linear" / "a__ok1.log").read_text()
+    assert "hello from ok1" in log and log.startswith("$ ")
+    assert all(cell.missing() == [] for cell in (cells[0], cells[3]))
+    table = sweep.summary_table(outcomes + [sweep.Outcome(cells[0], "skipped")])
+    lines = table.splitlines()
+    assert lines[0].split() == ["protocol", "done", "failed", "skipped"]
+    assert lines[2].split() == ["linear", "2", "2", "1"]
+    assert lines[3].split() == ["total", "2", "2", "1"]
+    assert "linear/a__crash: exit code 3: error: boom" in table
+
+
+def test_local_executor_needs_a_positive_job_count(tmp_path):
+    with pytest.raises(SweepError, match="--jobs 0"):
+        sweep.run_local([], jobs=0, log_dir=tmp_path, progress=False)
+
+
+def test_cells_of_one_model_and_dataset_share_a_worker():
+    cells = [Cell(p, m, d, (), ()) for m in ("a", "b") for d in ("x", "y")
+             for p in ("linear", "few_shot")]
+    groups = sweep.group_cells(cells)
+    assert [[c.name for c in g] for g in groups] == [
+        ["linear/a__x", "few_shot/a__x"], ["linear/a__y", "few_shot/a__y"],
+        ["linear/b__x", "few_shot/b__x"], ["linear/b__y", "few_shot/b__y"]]
+
+
+def test_submitit_local_executor_runs_cells(tmp_path):
+    """submitit's LocalExecutor (a real job process per cell, the Slurm code path otherwise)."""
+    (tmp_path / "results").mkdir()
+    cells = [_script_cell(tmp_path, "ok", "print('ran')"),
+             _script_cell(tmp_path, "crash",
+                          "import sys; print('error: no data', file=sys.stderr); sys.exit(4)")]
+    executor = sweep.make_executor(tmp_path / "submitit", SlurmOptions(partition="gpu", gpus=0,
+                                                                        time_min=5),
+                                   cluster="local")
+    outcomes = sweep.submit_cells(cells, executor, wait=True)
+    assert [o.status for o in outcomes] == ["done", "failed"]
+    assert all(o.job_id for o in outcomes)
+    assert "ran" in outcomes[0].log.read_text()
+    assert outcomes[1].detail == f"job {outcomes[1].job_id}: exit code 4: error: no data"
+
+
+def test_slurm_parameters_and_a_clear_error_off_a_cluster(tmp_path):
+    params = SlurmOptions(partition="gpu", time_min=90, gpus=2, cpus=8, mem_gb=64,
+                          array_parallelism=16, account="lab").executor_parameters()
+    assert params == {"timeout_min": 90, "gpus_per_node": 2, "cpus_per_task": 8, "nodes": 1,
+                      "tasks_per_node": 1, "slurm_array_parallelism": 16, "mem_gb": 64,
+                      "slurm_partition": "gpu", "slurm_account": "lab"}
+    if shutil.which("srun") is not None:
+        pytest.skip("this machine is a Slurm node")
+    with pytest.raises(SweepError, match="--executor slurm: .*srun.*--executor local"):
+        sweep.make_executor(tmp_path, SlurmOptions(), cluster="slurm")

@@ -1,0 +1,449 @@
+"""The benchmark grid: models x datasets x protocols, each cell one protocol-script run.
+
+A cell is a command (``python linear.py -m byol -d dtd ...``) plus the result files that mean it
+is done, so a rerun skips finished cells and a crash in one cell never touches another: every cell
+runs in its own process. Two executors run the cells: ``run_local`` (N cells at a time on this
+machine) and ``submit_cells`` (one submitit job per cell, e.g. a Slurm job array).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shlex
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from datasets.registry import DATASETS
+from models.registry import MODELS, PAPER_MODELS, REPO_ROOT, default_models_dir
+from transfer.results import result_path
+
+PROTOCOLS: tuple[str, ...] = ("linear", "few_shot", "finetune")
+SCRIPTS = {"linear": "linear.py", "few_shot": "few_shot.py", "finetune": "finetune.py"}
+#: Only the feature-based protocols keep a feature cache.
+CACHED_PROTOCOLS = frozenset({"linear", "few_shot"})
+PAPER_N_SUPPORT: tuple[int, ...] = (5, 20, 50)
+
+_PAPER_DATASETS = [name for name, spec in DATASETS.items() if not spec.demo]
+DATASET_SETS: dict[str, list[str]] = {
+    "all": _PAPER_DATASETS,
+    "many-shot": [n for n in _PAPER_DATASETS if not DATASETS[n].few_shot_only],
+    "cross-domain": [n for n in _PAPER_DATASETS if DATASETS[n].few_shot_only],
+    "few-shot": [n for n in _PAPER_DATASETS if not DATASETS[n].multilabel],
+}
+MODEL_SETS: dict[str, list[str]] = {"all": list(MODELS), "paper": list(PAPER_MODELS)}
+# The sweep sets these itself; an --extra that sets them too would make the skip check lie.
+_OWNED_OPTIONS = {"-m", "--model", "-d", "--dataset", "--results-dir"}
+_OWNED_BY_PROTOCOL = {"few_shot": {"--n-support"}}
+_STATUSES = ("done", "failed", "skipped", "submitted", "not run")
+
+
+class SweepError(ValueError):
+    """A sweep option names an unknown model, dataset or protocol, or cannot be honoured."""
+
+
+def _expand(names: Iterable[str], shortcuts: dict[str, list[str]], kind: str,
+            is_known: Callable[[str], bool], known_hint: str) -> list[str]:
+    """Replace shortcuts by their members, keep order, drop repeats, reject unknown names."""
+    out: list[str] = []
+    for name in names:
+        members = shortcuts.get(name, [name])
+        for member in members:
+            if not is_known(member):
+                raise SweepError(f"unknown {kind} {member!r}; expected one of: {known_hint}")
+            if member not in out:
+                out.append(member)
+    return out
+
+
+def expand_models(names: Iterable[str], models_dir: str | os.PathLike | None = None) -> list[str]:
+    """Model names with ``all`` / ``paper`` expanded; a custom name needs a checkpoint
+    ``<models_dir>/<name>.pth``, and a ``.pth`` path must exist."""
+    folder = Path(models_dir) if models_dir else default_models_dir()
+
+    def known(name: str) -> bool:
+        if name in MODELS:
+            return True
+        if name.endswith(".pth"):
+            return Path(name).is_file()
+        return (folder / f"{name}.pth").is_file()
+
+    hint = (f"{', '.join(MODEL_SETS)} (shortcuts), {', '.join(MODELS)}, a common-format .pth "
+            f"file, or a name with a checkpoint <name>.pth in {folder}")
+    return _expand(names, MODEL_SETS, "model", known, hint)
+
+
+def expand_datasets(names: Iterable[str]) -> list[str]:
+    """Dataset names with ``all``, ``many-shot``, ``cross-domain`` and ``few-shot`` expanded."""
+    hint = f"{', '.join(DATASET_SETS)} (shortcuts), {', '.join(DATASETS)}"
+    return _expand(names, DATASET_SETS, "dataset", lambda n: n in DATASETS, hint)
+
+
+def expand_protocols(names: Iterable[str]) -> list[str]:
+    """Protocol names with ``all`` expanded."""
+    hint = f"all, {', '.join(PROTOCOLS)}"
+    return _expand(names, {"all": list(PROTOCOLS)}, "protocol", lambda n: n in PROTOCOLS, hint)
+
+
+def not_applicable(protocol: str, dataset: str) -> str | None:
+    """Why ``protocol`` does not run on ``dataset`` (SPEC sections 2, 4-6), or None if it does."""
+    spec = DATASETS[dataset]
+    if protocol in ("linear", "finetune") and spec.few_shot_only:
+        return "a cross-domain set is few-shot only"
+    if protocol == "few_shot" and spec.multilabel:
+        return "multi-label, so no few-shot classes"
+    return None
+
+
+def model_label(model: str) -> str:
+    """The name results are filed under: the model name, or a .pth file's stem."""
+    return Path(model).stem if model.endswith(".pth") else model
+
+
+def parse_extra(values: Iterable[str]) -> dict[str, tuple[str, ...]]:
+    """``["few_shot=--iter-num 100", ...]`` -> ``{"few_shot": ("--iter-num", "100")}``."""
+    extra: dict[str, list[str]] = {}
+    for value in values:
+        protocol, sep, args = value.partition("=")
+        if not sep or protocol not in PROTOCOLS:
+            raise SweepError(f"--extra {value!r}: expected PROTOCOL=ARGS with PROTOCOL one of "
+                             f"{', '.join(PROTOCOLS)}, e.g. finetune='--steps 500'")
+        tokens = shlex.split(args)
+        owned = _OWNED_OPTIONS | _OWNED_BY_PROTOCOL.get(protocol, set())
+        for token in tokens:
+            if token.split("=", 1)[0] in owned:
+                raise SweepError(f"--extra {protocol}: {token.split('=', 1)[0]} is set by the "
+                                 "sweep itself (use --models/--datasets/--results-dir/--n-support)")
+        extra.setdefault(protocol, []).extend(tokens)
+    return {protocol: tuple(tokens) for protocol, tokens in extra.items()}
+
+
+@dataclass(frozen=True)
+class SweepOptions:
+    """What every cell's command shares; ``None`` leaves a script's own default."""
+
+    results_dir: Path
+    models_dir: str | None = None
+    data_root: str | None = None
+    cache_dir: str | None = None
+    device: str | None = None
+    image_size: int | None = None
+    workers: int | None = None
+    n_support: tuple[int, ...] = PAPER_N_SUPPORT
+    extra: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    python: str = sys.executable
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One protocol run: its command and the result files it must leave behind."""
+
+    protocol: str
+    model: str
+    dataset: str
+    argv: tuple[str, ...]
+    outputs: tuple[Path, ...]
+
+    @property
+    def name(self) -> str:
+        return f"{self.protocol}/{model_label(self.model)}__{self.dataset}"
+
+    def missing(self) -> list[Path]:
+        return [path for path in self.outputs if not path.is_file()]
+
+
+def _known_value(tokens: Sequence[str], option: str, kind: type, default: Any) -> Any:
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument(option, type=kind, default=default)
+    namespace, _ = parser.parse_known_args(list(tokens))
+    return getattr(namespace, option.lstrip("-").replace("-", "_"))
+
+
+def expected_outputs(protocol: str, model: str, dataset: str,
+                     options: SweepOptions) -> tuple[Path, ...]:
+    """The result files a finished cell has written (as the protocol scripts name them)."""
+    label, extra = model_label(model), options.extra.get(protocol, ())
+    if protocol == "few_shot":
+        n_way = _known_value(extra, "--n-way", int, 5)
+        return tuple(result_path("few_shot", label, dataset, f"{n_way}way{k}shot",
+                                 options.results_dir) for k in options.n_support)
+    suffix = ""
+    if protocol == "finetune":
+        lr = _known_value(extra, "--lr", float, None)
+        wd = _known_value(extra, "--wd", float, None)
+        if lr is not None and wd is not None:  # a given (lr, wd) is filed under its own name
+            from transfer.finetune import point_name
+
+            suffix = point_name(lr, wd)
+    return (result_path(protocol, label, dataset, suffix, options.results_dir),)
+
+
+def build_cell(protocol: str, model: str, dataset: str, options: SweepOptions,
+               force: bool = False) -> Cell:
+    """The command of one cell; a few-shot cell asks only for its missing shot counts."""
+    outputs = expected_outputs(protocol, model, dataset, options)
+    argv = [options.python, str(REPO_ROOT / SCRIPTS[protocol]), "--model", model,
+            "--dataset", dataset, "--results-dir", str(options.results_dir)]
+    for flag, value in (("--models-dir", options.models_dir), ("--data-root", options.data_root),
+                        ("--device", options.device), ("--image-size", options.image_size),
+                        ("--workers", options.workers)):
+        if value is not None:
+            argv += [flag, str(value)]
+    if options.cache_dir is not None and protocol in CACHED_PROTOCOLS:
+        argv += ["--cache-dir", str(options.cache_dir)]
+    if protocol == "few_shot":
+        shots = [k for k, path in zip(options.n_support, outputs, strict=True)
+                 if force or not path.is_file()] or list(options.n_support)
+        argv += ["--n-support", *map(str, shots)]
+    argv += list(options.extra.get(protocol, ()))
+    return Cell(protocol, model, dataset, tuple(argv), outputs)
+
+
+@dataclass
+class Plan:
+    """The grid after expansion: cells to run, cells already done, pairs that do not apply."""
+
+    to_run: list[Cell]
+    done: list[Cell]
+    not_applicable: list[tuple[str, str, str]]  # (protocol, dataset, reason)
+
+    @property
+    def cells(self) -> list[Cell]:
+        return self.to_run + self.done
+
+
+def plan_grid(models: Sequence[str], datasets: Sequence[str], protocols: Sequence[str],
+              options: SweepOptions, force: bool = False) -> Plan:
+    """Every applicable (model, dataset, protocol) cell, ordered model, dataset, protocol."""
+    plan = Plan([], [], [])
+    for protocol in protocols:
+        for dataset in datasets:
+            if (reason := not_applicable(protocol, dataset)) is not None:
+                plan.not_applicable.append((protocol, dataset, reason))
+    for model in models:
+        for dataset in datasets:
+            for protocol in protocols:
+                if not_applicable(protocol, dataset) is not None:
+                    continue
+                cell = build_cell(protocol, model, dataset, options, force)
+                (plan.to_run if force or cell.missing() else plan.done).append(cell)
+    return plan
+
+
+@dataclass
+class Outcome:
+    """What happened to one cell: a status of ``_STATUSES``, seconds, and where to look."""
+
+    cell: Cell
+    status: str
+    seconds: float = 0.0
+    detail: str = ""
+    log: Path | None = None
+    job_id: str | None = None
+
+
+def cell_log_path(cell: Cell, log_dir: Path) -> Path:
+    return log_dir / cell.protocol / f"{model_label(cell.model)}__{cell.dataset}.log"
+
+
+def _tail(path: Path, lines: int = 5) -> str:
+    try:
+        text = path.read_text(errors="replace").replace("\r", "\n").splitlines()
+    except OSError:
+        return ""
+    errors = [line for line in text if (line.startswith("error") or ": error:" in line)
+              and not line.startswith("submitit.")]  # submitit repeats the message in its trace
+    return "\n".join((errors or [line for line in text if line.strip()])[-lines:])
+
+
+def _finished(cell: Cell, status_if_ok: str = "done") -> tuple[str, str]:
+    """(status, detail) of a cell whose process ended well: done only if its files exist."""
+    missing = cell.missing()
+    if missing:
+        return "failed", f"exited 0 but wrote no {missing[0]}"
+    return status_if_ok, ""
+
+
+def run_cell(cell: Cell, log_path: Path) -> Outcome:
+    """Run one cell in its own process, output to ``log_path``; never raises for a failed run."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    try:
+        with open(log_path, "w") as log:
+            log.write(f"$ {shlex.join(cell.argv)}\n")
+            log.flush()
+            code = subprocess.run(list(cell.argv), stdout=log, stderr=subprocess.STDOUT,
+                                  stdin=subprocess.DEVNULL, cwd=REPO_ROOT, env=env).returncode
+    except OSError as error:
+        return Outcome(cell, "failed", time.perf_counter() - start,
+                       f"could not start {cell.argv[0]}: {error}", log_path)
+    seconds = time.perf_counter() - start
+    if code != 0:
+        return Outcome(cell, "failed", seconds, f"exit code {code}: {_tail(log_path)}", log_path)
+    status, detail = _finished(cell)
+    return Outcome(cell, status, seconds, detail, log_path)
+
+
+def group_cells(cells: Iterable[Cell]) -> list[list[Cell]]:
+    """Cells of one (model, dataset) in one group, run in order by one worker: they share the
+    checkpoint and the feature cache entries, so no two workers ever write the same entry."""
+    groups: dict[tuple[str, str], list[Cell]] = {}
+    for cell in cells:
+        groups.setdefault((cell.model, cell.dataset), []).append(cell)
+    return list(groups.values())
+
+
+def run_local(cells: Sequence[Cell], jobs: int, log_dir: Path, progress: bool = True,
+              report: Callable[[str], None] | None = None) -> list[Outcome]:
+    """Run cells ``jobs`` at a time on this machine; failures are reported, never raised."""
+    from tqdm import tqdm
+
+    if jobs < 1:
+        raise SweepError(f"--jobs {jobs}: expected at least 1")
+    if not cells:
+        return []
+    outcomes: dict[int, Outcome] = {}
+    index = {id(cell): i for i, cell in enumerate(cells)}
+    stop, lock = threading.Event(), threading.Lock()
+    bar = tqdm(total=len(cells), desc="sweep", unit="cell", disable=not progress)
+    say = report or bar.write
+
+    def work(group: list[Cell]) -> None:
+        for cell in group:
+            if stop.is_set():
+                return
+            outcome = run_cell(cell, cell_log_path(cell, log_dir))
+            with lock:
+                outcomes[index[id(cell)]] = outcome
+                bar.update(1)
+                if outcome.status == "failed":
+                    say(f"FAILED {cell.name} ({outcome.detail}); log: {outcome.log}")
+
+    pool = ThreadPoolExecutor(max_workers=jobs)
+    futures = [pool.submit(work, group) for group in group_cells(cells)]
+    try:
+        for future in futures:
+            future.result()
+    except KeyboardInterrupt:  # running cells get the same SIGINT; start no new ones
+        stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    finally:
+        pool.shutdown(wait=True)
+        bar.close()
+    return [outcomes.get(i, Outcome(cell, "not run")) for i, cell in enumerate(cells)]
+
+
+@dataclass(frozen=True)
+class SlurmOptions:
+    """Resources of one cell's job; the defaults fit the slowest cell (a 21-run finetune grid)."""
+
+    partition: str | None = None
+    time_min: int = 1440
+    gpus: int = 1
+    cpus: int = 10
+    mem_gb: int | None = None
+    array_parallelism: int = 64
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
+
+    def executor_parameters(self) -> dict[str, Any]:
+        """submitit ``AutoExecutor.update_parameters`` keywords."""
+        params: dict[str, Any] = {"timeout_min": self.time_min, "gpus_per_node": self.gpus,
+                                  "cpus_per_task": self.cpus, "nodes": 1, "tasks_per_node": 1,
+                                  "slurm_array_parallelism": self.array_parallelism}
+        if self.mem_gb is not None:
+            params["mem_gb"] = self.mem_gb
+        for key, value in (("slurm_partition", self.partition), ("slurm_account", self.account),
+                           ("slurm_qos", self.qos), ("slurm_constraint", self.constraint)):
+            if value is not None:
+                params[key] = value
+        return params
+
+
+def make_executor(folder: Path, options: SlurmOptions, cluster: str | None = "slurm") -> Any:
+    """A submitit executor writing job logs under ``folder``; ``cluster`` is ``slurm``, ``local``
+    or ``debug`` (the last two run on this machine, for tests and dry checks)."""
+    import submitit
+
+    try:
+        executor = submitit.AutoExecutor(folder=str(folder / "%j"), cluster=cluster)
+    except RuntimeError as error:  # e.g. no srun on this machine
+        raise SweepError(f"--executor slurm: {error} (run sweep.py on a Slurm login node, or "
+                         "use --executor local)") from None
+    executor.update_parameters(name="ssl-transfer", **options.executor_parameters())
+    return executor
+
+
+def _job_failure(error: Exception, job: Any) -> str:
+    """The exit code in submitit's trace and the error lines of the job's stderr."""
+    text = str(error)
+    code = re.search(r"returned non-zero exit status (-?\d+)", text)
+    tail = _tail(Path(str(job.paths.stderr)))
+    if code:
+        return f"exit code {code.group(1)}" + (f": {tail}" if tail else "")
+    return next((line for line in text.splitlines() if line.strip()), type(error).__name__)
+
+
+def submit_cells(cells: Sequence[Cell], executor: Any, wait: bool = False) -> list[Outcome]:
+    """Submit one job per cell (a job array where the executor has them); with ``wait``, wait and
+    report done / failed, else report the job ids as submitted."""
+    from submitit.helpers import CommandFunction
+
+    if not cells:
+        return []
+    start = time.perf_counter()
+    with executor.batch():
+        jobs = [executor.submit(CommandFunction(list(cell.argv), verbose=True, cwd=str(REPO_ROOT)))
+                for cell in cells]
+    outcomes = []
+    for cell, job in zip(cells, jobs, strict=True):
+        log = Path(str(job.paths.stdout))
+        if not wait:
+            outcomes.append(Outcome(cell, "submitted", 0.0, "", log, str(job.job_id)))
+            continue
+        try:
+            job.result()
+        except Exception as error:  # submitit raises FailedJobError / UncompletedJobError
+            outcomes.append(Outcome(cell, "failed", time.perf_counter() - start,
+                                    f"job {job.job_id}: {_job_failure(error, job)}", log,
+                                    str(job.job_id)))
+            continue
+        status, detail = _finished(cell)
+        outcomes.append(Outcome(cell, status, time.perf_counter() - start, detail, log,
+                                str(job.job_id)))
+    return outcomes
+
+
+def summary_table(outcomes: Sequence[Outcome]) -> str:
+    """Counts of done / failed / skipped (/ submitted) per protocol, then the failed cells."""
+    counts = Counter((o.cell.protocol, o.status) for o in outcomes)
+    protocols = [p for p in PROTOCOLS if any(o.cell.protocol == p for o in outcomes)]
+    statuses = [s for s in _STATUSES if s in ("done", "failed", "skipped")
+                or any(o.status == s for o in outcomes)]
+    width = max([len("protocol"), len("total"), *map(len, protocols)])
+    header = f"{'protocol':<{width}}  " + "  ".join(f"{s:>9}" for s in statuses)
+    lines = [header, "-" * len(header)]
+    for protocol in [*protocols, "total"]:
+        row = [sum(counts[(p, s)] for p in protocols) if protocol == "total"
+               else counts[(protocol, s)] for s in statuses]
+        lines.append(f"{protocol:<{width}}  " + "  ".join(f"{n:>9}" for n in row))
+    failed = [o for o in outcomes if o.status == "failed"]
+    if failed:
+        lines.append("")
+        lines.append("failed cells:")
+        for outcome in failed:
+            where = f" (log: {outcome.log})" if outcome.log else ""
+            lines.append(f"  {outcome.cell.name}: {outcome.detail}{where}")
+    return "\n".join(lines)
