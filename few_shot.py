@@ -9,7 +9,7 @@ import time
 
 from datasets import DatasetError, build_transform, get_dataset_spec, load_split
 from models import ModelError, load_backbone
-from transfer.arguments import add_location_arguments, default_device
+from transfer.arguments import add_feature_arguments
 from transfer.cache import FeatureCache, cached_features
 from transfer.protonet import EpisodeError, episode_accuracies, mean_and_ci95, sample_episodes
 from transfer.results import result_path, write_result
@@ -19,25 +19,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("-m", "--model", default="deepcluster-v2", help="model name or .pth file")
     parser.add_argument("-d", "--dataset", default="cropdiseases", help="dataset name")
-    parser.add_argument("-i", "--image-size", type=int, default=None,
-                        help="input size (default: the dataset's, 224 for the paper's)")
     parser.add_argument("--n-way", type=int, default=5, help="classes per episode")
     parser.add_argument("--n-support", type=int, nargs="+", default=[5],
                         help="support images per class; several values share one feature pass")
     parser.add_argument("--n-query", type=int, default=15, help="query images per class")
     parser.add_argument("--iter-num", type=int, default=600, help="number of episodes")
-    parser.add_argument("-n", "--no-norm", action="store_true",
-                        help="no ImageNet normalisation (implied for simclr-v1/v2)")
-    parser.add_argument("--device", default=default_device(), help="cuda or cpu")
-    parser.add_argument("-b", "--batch-size", type=int, default=64,
-                        help="batch size of the feature pass")
-    parser.add_argument("--workers", type=int, default=2, help="DataLoader workers")
     parser.add_argument("--seed", type=int, default=0, help="seed of the episode sampler")
-    parser.add_argument("--cache-dir", default=None,
-                        help="feature cache (default: $SSL_TRANSFER_CACHE, else features/)")
-    parser.add_argument("--results-dir", default=None,
-                        help="where result JSON files go (default: results/)")
-    add_location_arguments(parser)
+    add_feature_arguments(parser)
     return parser.parse_args(argv)
 
 

@@ -11,7 +11,6 @@ to the config file, and MODEL.WEIGHTS relative to the working directory (detectr
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -21,7 +20,7 @@ if str(REPO) not in sys.path:  # run as a script from anywhere: make `models` im
     sys.path.insert(0, str(REPO))
 
 from models.detectron2 import detection_models  # noqa: E402
-from transfer.atomic import atomic_path  # noqa: E402
+from transfer.generated_files import sync_generated_files  # noqa: E402
 
 #: frozen: stem and res2..res4 frozen, only res5 (and the FPN/heads) train; finetune: all train.
 FREEZE_AT = {"frozen": 4, "finetune": 0}
@@ -78,25 +77,8 @@ def expected_configs() -> dict[Path, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--check", action="store_true", help="report stale files, write none")
-    args = parser.parse_args(argv)
-    expected = expected_configs()
-    stale = [p for p, text in expected.items() if not p.is_file() or p.read_text() != text]
-    present = {p for mode in FREEZE_AT for p in (HERE / mode).glob("*.yaml")}
-    extra = sorted(present - set(expected))
-    if args.check:
-        for path in stale + extra:
-            print(f"stale: {path.relative_to(REPO)}")
-        return 1 if stale or extra else 0
-    for path in stale:
-        with atomic_path(path) as tmp:
-            tmp.write_text(expected[path])
-        print(f"wrote {path.relative_to(REPO)}")
-    for path in extra:
-        print(f"note: {path.relative_to(REPO)} belongs to no model; delete it if unwanted")
-    print(f"{len(expected)} configs, {len(stale)} rewritten")
-    return 0
+    return sync_generated_files(expected_configs(), {p for mode in FREEZE_AT for p in (HERE / mode).glob("*.yaml")}, REPO, argv,
+                                __doc__.split("\n")[0])
 
 
 if __name__ == "__main__":
