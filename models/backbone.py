@@ -82,17 +82,21 @@ def check_common_format(state_dict: dict, source: str) -> None:
         raise ModelError("\n  ".join(parts))
 
 
-def load_state_dict_file(path: str | Path) -> dict:
-    """``torch.load`` with ``weights_only=True``, turning torch's errors into one clear message."""
+def load_state_dict_file(path: str | Path, allowed_globals: tuple = ()) -> dict:
+    """``torch.load`` with ``weights_only=True`` (plus ``allowed_globals``, harmless classes some
+    trainers save beside the weights), turning torch's errors into one clear message."""
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(list(allowed_globals)):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for a truncated or foreign file
+        text = str(error).strip()
         raise ModelError(
             f"could not read {path} as a PyTorch checkpoint ({type(error).__name__}: "
-            f"{str(error).splitlines()[0] if str(error) else ''}); is the file complete?"
+            f"{text.splitlines()[0] if text else ''}); is the file complete? If it was "
+            f"downloaded, delete it and run the command again"
         ) from None
     if not isinstance(obj, dict):
-        raise ModelError(f"{path} holds a {type(obj).__name__}, not a state dict")
+        raise ModelError(f"{path} holds a {type(obj).__name__}, not a dict of weights")
     return obj
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.backbone import build_trunk, check_common_format, trunk_shapes
+from models.backbone import build_trunk, check_common_format, load_state_dict_file, trunk_shapes
 from models.haiku_pickle import load_byol_pickle
 from models.registry import (
     BYOL_HAIKU,
@@ -183,19 +183,9 @@ def convert_byol(params: Mapping, stats: Mapping, source: str):
 
 
 def read_torch_checkpoint(path: str | Path) -> Mapping:
-    """``torch.load(weights_only=True)``; argparse namespaces some trainers save are allowed."""
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        raise ModelError(
-            f"could not read {path} as a PyTorch checkpoint ({type(error).__name__}: "
-            f"{first_line}); if it was downloaded, delete it and run the command again"
-        ) from None
-    if not isinstance(obj, Mapping):
-        raise ModelError(f"{path} holds a {type(obj).__name__}, not a dict of weights")
-    return obj
+    """The source checkpoint; argparse namespaces some trainers save beside the weights are
+    allowed, nothing else that is not a tensor or a plain container."""
+    return load_state_dict_file(path, allowed_globals=(argparse.Namespace,))
 
 
 def convert_file(spec: ModelSpec, path: str | Path):
