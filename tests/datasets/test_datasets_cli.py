@@ -67,6 +67,38 @@ def test_verify_passes_with_the_right_counts(name, data_root, capsys):
         assert classes == expected[split][1] or split == "val"
 
 
+# One file (or folder) per dataset that says which images form which split.
+SPLIT_FILES = {
+    "aircraft": "data/images_variant_test.txt",
+    "caltech101": "fixture-splits/test.txt",
+    "cars": "devkit/cars_test_annos_withlabels.mat",
+    "cifar10": "cifar-10-batches-py/test_batch",
+    "cifar100": "cifar-100-python/test",
+    "dtd": "labels/train1.txt",
+    "flowers": "setid.mat",
+    "food": "food-101/meta/test.json",
+    "pets": "annotations/test.txt",
+    "sun397": "Testing_01.txt",
+    "voc2007": "VOCdevkit/VOC2007/ImageSets/Main/bird_val.txt",
+    "cropdiseases": "dataset/train",
+    "eurosat": "2750",
+    "isic": "ISIC2018_Task3_Training_GroundTruth/ISIC2018_Task3_Training_GroundTruth.csv",
+    "chestx": "Data_Entry_2017.csv",
+}
+
+
+@pytest.mark.parametrize("name", FIXTURE_DATASETS)
+def test_verify_names_a_removed_split_file_for_every_dataset(name, data_root, tmp_path, capsys):
+    import shutil
+
+    folder = FOLDERS[name]
+    shutil.copytree(data_root / folder, tmp_path / folder)
+    removed = tmp_path / folder / SPLIT_FILES[name]
+    shutil.rmtree(removed) if removed.is_dir() else removed.unlink()
+    assert main(_verify_args(name, tmp_path)) == 1
+    assert str(removed) in capsys.readouterr().err
+
+
 def test_verify_fails_on_a_removed_split_file(data_root, tmp_path, capsys):
     import shutil
 
