@@ -13,15 +13,29 @@ from models.registry import MODELS, PAPER_MODELS, ModelError, default_models_dir
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--models", nargs="+", default=list(PAPER_MODELS), metavar="NAME",
-                        help=f"models to prepare (default: all 14): {', '.join(PAPER_MODELS)}")
-    parser.add_argument("--models-dir", default=None,
-                        help="where models/<name>.pth go (default: $SSL_TRANSFER_MODELS, else models/)")
-    parser.add_argument("--from", dest="source", default=None, metavar="PATH",
-                        help="convert this file instead of downloading (one model only), e.g. the "
-                             "output of the SimCLR converters")
-    parser.add_argument("--force", action="store_true",
-                        help="convert again even if models/<name>.pth exists")
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=list(PAPER_MODELS),
+        metavar="NAME",
+        help=f"models to prepare (default: all 14): {', '.join(PAPER_MODELS)}",
+    )
+    parser.add_argument(
+        "--models-dir",
+        default=None,
+        help="where models/<name>.pth go (default: $SSL_TRANSFER_MODELS, else models/)",
+    )
+    parser.add_argument(
+        "--from",
+        dest="source",
+        default=None,
+        metavar="PATH",
+        help="convert this file instead of downloading (one model only), e.g. the "
+        "output of the SimCLR converters",
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="convert again even if models/<name>.pth exists"
+    )
     return parser.parse_args(argv)
 
 
@@ -30,8 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     models_dir = args.models_dir or default_models_dir()
     unknown = [name for name in args.models if name not in MODELS]
     if unknown:
-        print(f"unknown model(s) {', '.join(unknown)}; registered: {', '.join(MODELS)}",
-              file=sys.stderr)
+        print(
+            f"unknown model(s) {', '.join(unknown)}; registered: {', '.join(MODELS)}",
+            file=sys.stderr,
+        )
         return 2
     if args.source and len(args.models) != 1:
         print("--from converts one file: name exactly one model with --models", file=sys.stderr)

@@ -20,8 +20,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("-m", "--model", default="deepcluster-v2", help="model name or .pth file")
     parser.add_argument("-d", "--dataset", default="cropdiseases", help="dataset name")
     parser.add_argument("--n-way", type=int, default=5, help="classes per episode")
-    parser.add_argument("--n-support", type=int, nargs="+", default=[5],
-                        help="support images per class; several values share one feature pass")
+    parser.add_argument(
+        "--n-support",
+        type=int,
+        nargs="+",
+        default=[5],
+        help="support images per class; several values share one feature pass",
+    )
     parser.add_argument("--n-query", type=int, default=15, help="query images per class")
     parser.add_argument("--iter-num", type=int, default=600, help="number of episodes")
     parser.add_argument("--seed", type=int, default=0, help="seed of the episode sampler")
@@ -40,43 +45,76 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if pool.multilabel:
-        print(f"error: {args.dataset} is multi-label; few-shot needs single-label classes",
-              file=sys.stderr)
+        print(
+            f"error: {args.dataset} is multi-label; few-shot needs single-label classes",
+            file=sys.stderr,
+        )
         return 2
     transform = build_transform("fewshot", image_size, backbone.normalize)
     start = time.perf_counter()
-    features, hit = cached_features(backbone, pool, transform, FeatureCache(args.cache_dir),
-                                    batch_size=args.batch_size, device=args.device,
-                                    workers=args.workers)
+    features, hit = cached_features(
+        backbone,
+        pool,
+        transform,
+        FeatureCache(args.cache_dir),
+        batch_size=args.batch_size,
+        device=args.device,
+        workers=args.workers,
+    )
     feature_seconds = time.perf_counter() - start
-    print(f"{'loaded cached' if hit else 'computed'} features of {len(pool)} images "
-          f"in {feature_seconds:.1f}s")
+    print(
+        f"{'loaded cached' if hit else 'computed'} features of {len(pool)} images "
+        f"in {feature_seconds:.1f}s"
+    )
     for n_support in args.n_support:
         start = time.perf_counter()
         try:
-            episodes = sample_episodes(pool.targets, args.n_way, n_support, args.n_query,
-                                       args.iter_num, seed=args.seed)
+            episodes = sample_episodes(
+                pool.targets, args.n_way, n_support, args.n_query, args.iter_num, seed=args.seed
+            )
         except EpisodeError as error:
             print(f"error: {args.dataset}: {error}", file=sys.stderr)
             return 2
         if episodes.skipped_classes:
             names = [pool.classes[c] for c in episodes.skipped_classes]
-            print(f"warning: {len(names)} class(es) with fewer than {n_support + args.n_query} "
-                  f"images left out: {', '.join(names[:10])}")
+            print(
+                f"warning: {len(names)} class(es) with fewer than {n_support + args.n_query} "
+                f"images left out: {', '.join(names[:10])}"
+            )
         accuracy, ci95 = mean_and_ci95(episode_accuracies(features, episodes, args.device))
         episode_seconds = time.perf_counter() - start
-        print(f"{args.n_way}-way {n_support}-shot, {args.iter_num} episodes: "
-              f"Test Acc = {accuracy:.2f}% +- {ci95:.2f}%")
+        print(
+            f"{args.n_way}-way {n_support}-shot, {args.iter_num} episodes: "
+            f"Test Acc = {accuracy:.2f}% +- {ci95:.2f}%"
+        )
         write_result(
-            result_path("few_shot", backbone.name, args.dataset,
-                        f"{args.n_way}way{n_support}shot", args.results_dir),
-            {"protocol": "few_shot", "model": backbone.name, "dataset": args.dataset,
-             "metric": "accuracy", "score": accuracy, "accuracy": accuracy, "ci95": ci95,
-             "n_way": args.n_way, "n_support": n_support, "n_query": args.n_query,
-             "episodes": args.iter_num, "seed": args.seed, "image_size": image_size,
-             "normalize": backbone.normalize, "features_cached": hit,
-             "timings": {"features_s": feature_seconds, "episodes_s": episode_seconds},
-             "arguments": vars(args)})
+            result_path(
+                "few_shot",
+                backbone.name,
+                args.dataset,
+                f"{args.n_way}way{n_support}shot",
+                args.results_dir,
+            ),
+            {
+                "protocol": "few_shot",
+                "model": backbone.name,
+                "dataset": args.dataset,
+                "metric": "accuracy",
+                "score": accuracy,
+                "accuracy": accuracy,
+                "ci95": ci95,
+                "n_way": args.n_way,
+                "n_support": n_support,
+                "n_query": args.n_query,
+                "episodes": args.iter_num,
+                "seed": args.seed,
+                "image_size": image_size,
+                "normalize": backbone.normalize,
+                "features_cached": hit,
+                "timings": {"features_s": feature_seconds, "episodes_s": episode_seconds},
+                "arguments": vars(args),
+            },
+        )
     return 0
 
 

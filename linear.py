@@ -19,14 +19,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("-m", "--model", default="deepcluster-v2", help="model name or .pth file")
     parser.add_argument("-d", "--dataset", default="cifar10", help="dataset name")
-    parser.add_argument("-w", "--wd-values", type=int, default=45,
-                        help="number of weight decay values logspace(-6, 5, W) to validate")
-    parser.add_argument("-c", "--C", type=float, default=None,
-                        help="C = 1 / weight decay to use without searching on val")
-    parser.add_argument("--solver", choices=("sklearn", "torch"), default="sklearn",
-                        help="sklearn reproduces the original; torch is the fast L-BFGS")
-    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
-                        help="backbone precision of the feature pass")
+    parser.add_argument(
+        "-w",
+        "--wd-values",
+        type=int,
+        default=45,
+        help="number of weight decay values logspace(-6, 5, W) to validate",
+    )
+    parser.add_argument(
+        "-c",
+        "--C",
+        type=float,
+        default=None,
+        help="C = 1 / weight decay to use without searching on val",
+    )
+    parser.add_argument(
+        "--solver",
+        choices=("sklearn", "torch"),
+        default="sklearn",
+        help="sklearn reproduces the original; torch is the fast L-BFGS",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=("fp32", "bf16"),
+        default="fp32",
+        help="backbone precision of the feature pass",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of torch's generator")
     add_feature_arguments(parser)
     return parser.parse_args(argv)
@@ -40,19 +58,29 @@ def main(argv: list[str] | None = None) -> int:
     try:
         backbone = load_backbone(args.model, args.models_dir, no_norm=args.no_norm)
         record = linear_probe(
-            backbone, args.dataset, data_root=args.data_root, cache=FeatureCache(args.cache_dir),
-            features=FeatureOptions(args.image_size, args.batch_size, args.device, args.workers,
-                                    args.precision),
-            C=args.C, num_wd=args.wd_values, solver=args.solver)
+            backbone,
+            args.dataset,
+            data_root=args.data_root,
+            cache=FeatureCache(args.cache_dir),
+            features=FeatureOptions(
+                args.image_size, args.batch_size, args.device, args.workers, args.precision
+            ),
+            C=args.C,
+            num_wd=args.wd_values,
+            solver=args.solver,
+        )
     except (DatasetError, ModelError, LogregError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     record["arguments"] = vars(args)
-    path = write_result(result_path("linear", backbone.name, args.dataset,
-                                    results_dir=args.results_dir), record)
+    path = write_result(
+        result_path("linear", backbone.name, args.dataset, results_dir=args.results_dir), record
+    )
     print(f"results written to {path}")
-    print(f"Final accuracy for {backbone.name} on {args.dataset}: {record['score']:.2f}% "
-          f"using hyperparameter C: {record['C']:.3f}")
+    print(
+        f"Final accuracy for {backbone.name} on {args.dataset}: {record['score']:.2f}% "
+        f"using hyperparameter C: {record['C']:.3f}"
+    )
     if record["ece"] is None:
         print("ECE: n/a (multi-label), temperature scaled ECE: n/a")
     else:

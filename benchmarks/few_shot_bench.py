@@ -30,7 +30,7 @@ def original_way(backbone, pool, transform, episodes, count: int, device: str) -
     """Per episode: load and transform its images, run the backbone, score the prototypes."""
     accuracies = []
     model = backbone.to(device).eval()
-    for support, query in zip(episodes.support[:count], episodes.query[:count]):
+    for support, query in zip(episodes.support[:count], episodes.query[:count], strict=True):
         indices = np.concatenate([support, query], axis=1).reshape(-1)
         images = torch.stack([transform(pool.load_image(int(i))) for i in indices]).to(device)
         with torch.no_grad():
@@ -63,38 +63,59 @@ def main() -> None:
     pool = load_split(args.dataset, "fewshot", args.data_root)
     size = args.image_size or (64 if args.dataset == "digits" else 224)
     transform = build_transform("fewshot", size, backbone.normalize)
-    episodes = sample_episodes(pool.targets, args.n_way, args.n_support, args.n_query,
-                               args.episodes, seed=0)
+    episodes = sample_episodes(
+        pool.targets, args.n_way, args.n_support, args.n_query, args.episodes, seed=0
+    )
 
     start = time.perf_counter()
-    original = original_way(backbone, pool, transform, episodes, args.original_episodes,
-                            args.device)
+    original = original_way(
+        backbone, pool, transform, episodes, args.original_episodes, args.device
+    )
     original_s = (time.perf_counter() - start) * args.episodes / args.original_episodes
 
     with tempfile.TemporaryDirectory() as cache_dir:
         timings = []
         for _ in range(2):  # first run extracts, the rerun loads the cache
             start = time.perf_counter()
-            features, _ = cached_features(backbone, pool, transform, FeatureCache(cache_dir),
-                                          device=args.device, workers=args.workers)
+            features, _ = cached_features(
+                backbone,
+                pool,
+                transform,
+                FeatureCache(cache_dir),
+                device=args.device,
+                workers=args.workers,
+            )
             ours = episode_accuracies(features, episodes, args.device)
             timings.append(time.perf_counter() - start)
     start = time.perf_counter()
     episode_accuracies(features, episodes, args.device)
     episodes_s = time.perf_counter() - start
 
-    agree = np.abs(ours[:args.original_episodes] - original).max()
-    print(f"device: {args.device} ({torch.cuda.get_device_name() if args.device == 'cuda' else 'CPU'}), "
-          f"{args.dataset} pool of {len(pool)} images at {size}px, {args.n_way}-way "
-          f"{args.n_support}-shot, {args.episodes} episodes")
-    print(f"original (backbone per episode): {original_s:9.1f} s "
-          f"(timed on {args.original_episodes} episodes, scaled)")
-    print(f"ours, first run (extract + episodes): {timings[0]:9.1f} s   ratio {original_s / timings[0]:6.1f}x")
-    print(f"ours, rerun (cache + episodes):       {timings[1]:9.1f} s   ratio {original_s / timings[1]:6.1f}x")
+    device_name = torch.cuda.get_device_name() if args.device == "cuda" else "CPU"
+    agree = np.abs(ours[: args.original_episodes] - original).max()
+    print(
+        f"device: {args.device} ({device_name}), "
+        f"{args.dataset} pool of {len(pool)} images at {size}px, {args.n_way}-way "
+        f"{args.n_support}-shot, {args.episodes} episodes"
+    )
+    print(
+        f"original (backbone per episode): {original_s:9.1f} s "
+        f"(timed on {args.original_episodes} episodes, scaled)"
+    )
+    print(
+        f"ours, first run (extract + episodes): {timings[0]:9.1f} s   "
+        f"ratio {original_s / timings[0]:6.1f}x"
+    )
+    print(
+        f"ours, rerun (cache + episodes):       {timings[1]:9.1f} s   "
+        f"ratio {original_s / timings[1]:6.1f}x"
+    )
     print(f"ours, the {args.episodes} episodes alone: {episodes_s:.3f} s")
-    print(f"accuracy over the shared episodes: original {original.mean():.2f}%, ours "
-          f"{ours[:args.original_episodes].mean():.2f}% (max per-episode difference {agree:.2g}); "
-          f"ours over all {args.episodes}: {ours.mean():.2f}%")
+    print(
+        f"accuracy over the shared episodes: original {original.mean():.2f}%, ours "
+        f"{ours[: args.original_episodes].mean():.2f}% (max per-episode difference {agree:.2g}); "
+        f"ours over all {args.episodes}: {ours.mean():.2f}%"
+    )
 
 
 if __name__ == "__main__":

@@ -36,8 +36,9 @@ def original_extraction(backbone, splits, transform, batch_size, device, workers
     model = backbone.to(device).eval()
     start = time.perf_counter()
     for name in ("train", "val", "trainval", "test"):
-        loader = DataLoader(ImageDataset(splits[name], transform), batch_size=batch_size,
-                            num_workers=workers)
+        loader = DataLoader(
+            ImageDataset(splits[name], transform), batch_size=batch_size, num_workers=workers
+        )
         for images, _ in loader:
             model(images.to(device)).cpu().detach().numpy()  # autograd on, as the original
     if device.startswith("cuda"):
@@ -60,26 +61,41 @@ def main() -> None:
     size = args.image_size or spec.default_image_size
     backbone = load_backbone(args.model)
     transform = build_transform("eval", size, backbone.normalize)
-    splits = {name: load_split(args.dataset, name, args.data_root)
-              for name in ("train", "val", "trainval", "test")}
+    splits = {
+        name: load_split(args.dataset, name, args.data_root)
+        for name in ("train", "val", "trainval", "test")
+    }
     original_images = sum(len(splits[name]) for name in ("train", "val", "trainval", "test"))
-    original_s = original_extraction(backbone, splits, transform, args.batch_size, args.device,
-                                     args.workers)
+    original_s = original_extraction(
+        backbone, splits, transform, args.batch_size, args.device, args.workers
+    )
 
     timings = []
     with tempfile.TemporaryDirectory() as folder:
         for _ in range(2):  # the first run extracts, the rerun loads the cache
             start = time.perf_counter()
-            features = {name: cached_features(backbone, splits[name], transform,
-                                              FeatureCache(folder), batch_size=args.batch_size,
-                                              device=args.device, workers=args.workers,
-                                              progress=False)[0]
-                        for name in ("trainval", "test")}
+            features = {
+                name: cached_features(
+                    backbone,
+                    splits[name],
+                    transform,
+                    FeatureCache(folder),
+                    batch_size=args.batch_size,
+                    device=args.device,
+                    workers=args.workers,
+                    progress=False,
+                )[0]
+                for name in ("trainval", "test")
+            }
             timings.append(time.perf_counter() - start)
     ours_images = len(splits["trainval"]) + len(splits["test"])
-    data = {name: (features_of_subset(splits[name], splits["trainval"],
-                                      features["trainval"]).numpy(), splits[name].targets)
-            for name in ("train", "val")}
+    data = {
+        name: (
+            features_of_subset(splits[name], splits["trainval"], features["trainval"]).numpy(),
+            splits[name].targets,
+        )
+        for name in ("train", "val")
+    }
     data["test"] = (features["test"].numpy(), splits["test"].targets)
     solvers = benchmark_solvers(data=data, metric=spec.metric, device=args.device)
     sk, ours = solvers["sklearn"], solvers["torch_path"]
@@ -87,25 +103,37 @@ def main() -> None:
     ours_solver_s = ours["grid_seconds"] + ours["refit_seconds"]
 
     device = torch.cuda.get_device_name() if args.device.startswith("cuda") else "CPU"
-    print(f"device: {args.device} ({device}, {torch.get_num_threads()} threads), {args.dataset} "
-          f"at {size}px, model {args.model}")
-    print(f"extraction, original (autograd, features twice): {original_s:8.1f} s for "
-          f"{original_images} images = {original_images / original_s:7.1f} img/s")
-    print(f"extraction, ours first run:                      {timings[0]:8.1f} s for "
-          f"{ours_images} images = {ours_images / timings[0]:7.1f} img/s   "
-          f"images/s ratio {ours_images / timings[0] / (original_images / original_s):.2f}x, "
-          f"time ratio {original_s / timings[0]:.2f}x")
+    print(
+        f"device: {args.device} ({device}, {torch.get_num_threads()} threads), {args.dataset} "
+        f"at {size}px, model {args.model}"
+    )
+    print(
+        f"extraction, original (autograd, features twice): {original_s:8.1f} s for "
+        f"{original_images} images = {original_images / original_s:7.1f} img/s"
+    )
+    print(
+        f"extraction, ours first run:                      {timings[0]:8.1f} s for "
+        f"{ours_images} images = {ours_images / timings[0]:7.1f} img/s   "
+        f"images/s ratio {ours_images / timings[0] / (original_images / original_s):.2f}x, "
+        f"time ratio {original_s / timings[0]:.2f}x"
+    )
     print(f"extraction, ours rerun (cache):                  {timings[1]:8.3f} s")
-    print(f"C search + refit: sklearn {sk_s:.1f} s (C={sk['best_C']:.4g} #{sk['best_index']}, "
-          f"test {sk['test_score']:.2f}) vs torch {ours_solver_s:.1f} s "
-          f"(C={ours['best_C']:.4g} #{ours['best_index']}, test {ours['test_score']:.2f}): "
-          f"{sk_s / ours_solver_s:.2f}x, {abs(sk['best_index'] - ours['best_index'])} grid steps "
-          f"apart, test {ours['test_score'] - sk['test_score']:+.2f}")
+    print(
+        f"C search + refit: sklearn {sk_s:.1f} s (C={sk['best_C']:.4g} #{sk['best_index']}, "
+        f"test {sk['test_score']:.2f}) vs torch {ours_solver_s:.1f} s "
+        f"(C={ours['best_C']:.4g} #{ours['best_index']}, test {ours['test_score']:.2f}): "
+        f"{sk_s / ours_solver_s:.2f}x, {abs(sk['best_index'] - ours['best_index'])} grid steps "
+        f"apart, test {ours['test_score'] - sk['test_score']:+.2f}"
+    )
     original_total = original_s + sk_s
-    for label, seconds in (("first run", timings[0] + ours_solver_s),
-                           ("rerun", timings[1] + ours_solver_s)):
-        print(f"end to end, original {original_total:.1f} s vs ours {label} {seconds:.1f} s: "
-              f"{original_total / seconds:.2f}x")
+    for label, seconds in (
+        ("first run", timings[0] + ours_solver_s),
+        ("rerun", timings[1] + ours_solver_s),
+    ):
+        print(
+            f"end to end, original {original_total:.1f} s vs ours {label} {seconds:.1f} s: "
+            f"{original_total / seconds:.2f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -77,8 +77,13 @@ def expected_configs() -> dict[Path, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return sync_generated_files(expected_configs(), {p for mode in FREEZE_AT for p in (HERE / mode).glob("*.yaml")}, REPO, argv,
-                                __doc__.split("\n")[0])
+    return sync_generated_files(
+        expected_configs(),
+        {p for mode in FREEZE_AT for p in (HERE / mode).glob("*.yaml")},
+        REPO,
+        argv,
+        __doc__.split("\n")[0],
+    )
 
 
 if __name__ == "__main__":

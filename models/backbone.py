@@ -74,10 +74,15 @@ def check_common_format(state_dict: dict, source: str) -> None:
     )
     if missing or unexpected or wrong_shape:
         parts = [f"{source} is not a ResNet-50 in the common format"]
-        for title, keys in (("missing", missing), ("unexpected", unexpected),
-                            ("wrong shape", wrong_shape)):
+        for title, keys in (
+            ("missing", missing),
+            ("unexpected", unexpected),
+            ("wrong shape", wrong_shape),
+        ):
             if keys:
-                shown = ", ".join(keys[:20]) + (f", ... ({len(keys)} in all)" if len(keys) > 20 else "")
+                shown = ", ".join(keys[:20]) + (
+                    f", ... ({len(keys)} in all)" if len(keys) > 20 else ""
+                )
                 parts.append(f"{title} keys: {shown}")
         raise ModelError("\n  ".join(parts))
 
@@ -110,8 +115,9 @@ def random_backbone() -> Backbone:
     return Backbone(trunk.eval(), "random", normalize=True, identity=identity)
 
 
-def load_backbone(name: str, models_dir: str | Path | None = None,
-                  no_norm: bool = False) -> Backbone:
+def load_backbone(
+    name: str, models_dir: str | Path | None = None, no_norm: bool = False
+) -> Backbone:
     """Load ``models/<name>.pth`` strictly into a ResNet-50 trunk in eval mode.
 
     Registered models take their normalisation from the registry; any other file in the common
@@ -129,8 +135,10 @@ def load_backbone(name: str, models_dir: str | Path | None = None,
             if spec.manual_steps:
                 how += f" --from FILE\n{spec.manual_steps}"
         else:
-            how = (f"{name!r} is not a registered model ({', '.join(MODELS)}); to evaluate your own "
-                   f"ResNet-50, save its torchvision state dict without fc.* as {path}")
+            how = (
+                f"{name!r} is not a registered model ({', '.join(MODELS)}); to evaluate your own "
+                f"ResNet-50, save its torchvision state dict without fc.* as {path}"
+            )
         raise ModelError(f"no checkpoint at {path}; {how}")
     state_dict = load_state_dict_file(path)
     check_common_format(state_dict, str(path))

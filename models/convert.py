@@ -39,9 +39,14 @@ class ConversionReport:
     filled: int = 0  # num_batches_tracked counters absent from the source, set to 0
 
     def summary(self) -> str:
-        lines = [f"matched {self.matched} of {len(trunk_shapes())} trunk tensors"
-                 + (f" ({self.filled} num_batches_tracked counters absent, set to 0)"
-                    if self.filled else "")]
+        lines = [
+            f"matched {self.matched} of {len(trunk_shapes())} trunk tensors"
+            + (
+                f" ({self.filled} num_batches_tracked counters absent, set to 0)"
+                if self.filled
+                else ""
+            )
+        ]
         if self.dropped:
             groups = Counter(".".join(key.split(".")[:2]) for key in self.dropped)
             shown = ", ".join(f"{name}.* ({count})" for name, count in sorted(groups.items()))
@@ -52,8 +57,10 @@ class ConversionReport:
 def unwrap(checkpoint: Mapping) -> Mapping:
     """Descend through ``state_dict`` / ``model`` / ``resnet`` wrappers to the tensors."""
     for _ in range(3):
-        inner = next((checkpoint[key] for key in WRAPPER_KEYS
-                      if isinstance(checkpoint.get(key), Mapping)), None)
+        inner = next(
+            (checkpoint[key] for key in WRAPPER_KEYS if isinstance(checkpoint.get(key), Mapping)),
+            None,
+        )
         if inner is None:
             break
         checkpoint = inner
@@ -66,8 +73,9 @@ def unwrap(checkpoint: Mapping) -> Mapping:
     return tensors
 
 
-def finish(state_dict: dict[str, torch.Tensor], report: ConversionReport,
-           source: str) -> dict[str, torch.Tensor]:
+def finish(
+    state_dict: dict[str, torch.Tensor], report: ConversionReport, source: str
+) -> dict[str, torch.Tensor]:
     """Check against the trunk's keys and shapes, fill absent BN counters, fix dtypes and order."""
     shapes = trunk_shapes()
     report.matched = sum(key in state_dict for key in shapes)
@@ -77,8 +85,11 @@ def finish(state_dict: dict[str, torch.Tensor], report: ConversionReport,
             report.filled += 1
     check_common_format(state_dict, source)
     return {
-        key: (state_dict[key].to(torch.long) if key.endswith("num_batches_tracked")
-              else state_dict[key].to(torch.float32)).contiguous()
+        key: (
+            state_dict[key].to(torch.long)
+            if key.endswith("num_batches_tracked")
+            else state_dict[key].to(torch.float32)
+        ).contiguous()
         for key in shapes
     }
 
@@ -96,7 +107,7 @@ def convert_torch(checkpoint: Mapping, spec: ModelSpec, source: str):
         if prefix and not key.startswith(prefix):
             report.dropped.append(key)
             continue
-        name = key[len(prefix):]
+        name = key[len(prefix) :]
         if name.split(".")[0] in spec.drop:
             report.dropped.append(name)
             continue
@@ -120,8 +131,9 @@ def convert_simclr_v2(checkpoint: Mapping, spec: ModelSpec, source: str):
             f"missing, e.g. {', '.join(missing[:10])}"
         )
     used = set(key_map.values())
-    report = ConversionReport(dropped=[key for key in tensors if key not in used
-                                       and "num_batches_tracked" not in key])
+    report = ConversionReport(
+        dropped=[key for key in tensors if key not in used and "num_batches_tracked" not in key]
+    )
     state_dict = {ours: tensors[theirs] for ours, theirs in key_map.items()}
     return finish(state_dict, report, source), report
 
@@ -163,17 +175,21 @@ def convert_byol(params: Mapping, stats: Mapping, source: str):
         try:
             tensor = torch.from_numpy(np.asarray(array, dtype=np.float32).copy())
         except (TypeError, ValueError):
-            raise ModelError(f"{source}: {key} is a {type(array).__name__}, not an array; was the "
-                             "checkpoint saved without jax.device_get?") from None
+            raise ModelError(
+                f"{source}: {key} is a {type(array).__name__}, not an array; was the "
+                "checkpoint saved without jax.device_get?"
+            ) from None
         tensor = tensor.permute(*permute) if permute else tensor.reshape(-1)
         if tuple(tensor.shape) != shapes[key]:
-            raise ModelError(f"{source}: {key} would get shape {tuple(tensor.shape)}, "
-                             f"expected {shapes[key]}: the Haiku layer order is not ResNet-50's")
+            raise ModelError(
+                f"{source}: {key} would get shape {tuple(tensor.shape)}, "
+                f"expected {shapes[key]}: the Haiku layer order is not ResNet-50's"
+            )
         state_dict[key] = tensor
 
-    for name, conv in zip(conv_names, convs):
+    for name, conv in zip(conv_names, convs, strict=True):
         put(f"{name}.weight", conv["w"], permute=(3, 2, 0, 1))
-    for name, norm, mean, var in zip(bn_names, norms, means, variances):
+    for name, norm, mean, var in zip(bn_names, norms, means, variances, strict=True):
         put(f"{name}.weight", norm["scale"])
         put(f"{name}.bias", norm["offset"])
         put(f"{name}.running_mean", mean["average"])
@@ -194,8 +210,11 @@ def convert_file(spec: ModelSpec, path: str | Path):
     if spec.source_format == BYOL_HAIKU:
         params, stats = load_byol_pickle(path)
         return convert_byol(params, stats, source)
-    converters = {TORCH: convert_torch, TORCHVISION: convert_torchvision,
-                  SIMCLR_V2_CONVERTED: convert_simclr_v2}
+    converters = {
+        TORCH: convert_torch,
+        TORCHVISION: convert_torchvision,
+        SIMCLR_V2_CONVERTED: convert_simclr_v2,
+    }
     if spec.source_format not in converters:
         raise ModelError(f"{spec.name} has no file to convert (format {spec.source_format})")
     return converters[spec.source_format](read_torch_checkpoint(path), spec, source)

@@ -21,9 +21,12 @@ def digest_sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
 
 
-def verify_digest(path: Path, digest: str, expected: str | None, expected_prefix: str | None,
-                  url: str) -> None:
-    if (expected and digest != expected) or (expected_prefix and not digest.startswith(expected_prefix)):
+def verify_digest(
+    path: Path, digest: str, expected: str | None, expected_prefix: str | None, url: str
+) -> None:
+    if (expected and digest != expected) or (
+        expected_prefix and not digest.startswith(expected_prefix)
+    ):
         want = expected or f"{expected_prefix}..."
         raise ModelError(
             f"checksum mismatch for {path}: sha256 {digest}, expected {want}. The file is "
@@ -31,8 +34,13 @@ def verify_digest(path: Path, digest: str, expected: str | None, expected_prefix
         )
 
 
-def download(url: str, dest: str | Path, sha256: str | None = None,
-             sha256_prefix: str | None = None, timeout: float = 60.0) -> Path:
+def download(
+    url: str,
+    dest: str | Path,
+    sha256: str | None = None,
+    sha256_prefix: str | None = None,
+    timeout: float = 60.0,
+) -> Path:
     """Download ``url`` to ``dest`` (resuming ``dest.part``), verify, and record its sha256.
 
     A file already at ``dest`` is verified against the digest recorded at its first download.
@@ -55,24 +63,36 @@ def download(url: str, dest: str | Path, sha256: str | None = None,
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             if "text/html" in response.headers.get("Content-Type", ""):
-                raise ModelError(f"{url} returned a web page, not a checkpoint; download it in a "
-                                 f"browser and pass it with --from FILE")
+                raise ModelError(
+                    f"{url} returned a web page, not a checkpoint; download it in a "
+                    f"browser and pass it with --from FILE"
+                )
             if start and response.status != 206:  # the server ignored the range: start over
                 start = 0
             total = response.headers.get("Content-Length")
             total = int(total) + start if total is not None else None
-            with open(part, "ab" if start else "wb") as handle, tqdm(
-                total=total, initial=start, unit="B", unit_scale=True, unit_divisor=1024,
-                desc=dest.name,
-            ) as bar:
+            with (
+                open(part, "ab" if start else "wb") as handle,
+                tqdm(
+                    total=total,
+                    initial=start,
+                    unit="B",
+                    unit_scale=True,
+                    unit_divisor=1024,
+                    desc=dest.name,
+                ) as bar,
+            ):
                 while block := response.read(CHUNK):
                     handle.write(block)
                     bar.update(len(block))
         if total is not None and part.stat().st_size < total:
             raise ConnectionError(f"connection closed after {part.stat().st_size} of {total} bytes")
     except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as error:
-        kept = (f"; the partial file {part} is kept and the next run resumes it"
-                if part.exists() and part.stat().st_size else "")
+        kept = (
+            f"; the partial file {part} is kept and the next run resumes it"
+            if part.exists() and part.stat().st_size
+            else ""
+        )
         raise ModelError(
             f"download of {url} failed ({error}){kept}. If this machine has no internet, download "
             f"the URL elsewhere and pass the file with --from FILE"

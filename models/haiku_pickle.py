@@ -22,15 +22,25 @@ _STAND_IN_MODULES = ("byol", "haiku", "jax", "jaxlib", "optax", "acme")
 
 # numpy functions and types needed to rebuild arrays and scalars (both numpy 1.x and 2.x paths).
 _NUMPY_ALLOWED = {
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-    ("numpy", "ndarray"), ("numpy", "dtype"),
-    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
 }
 _BUILTINS_ALLOWED = {
-    ("collections", "OrderedDict"), ("builtins", "dict"), ("builtins", "list"),
-    ("builtins", "tuple"), ("builtins", "set"), ("builtins", "frozenset"),
-    ("builtins", "bytearray"), ("copyreg", "_reconstructor"), ("builtins", "object"),
+    ("collections", "OrderedDict"),
+    ("builtins", "dict"),
+    ("builtins", "list"),
+    ("builtins", "tuple"),
+    ("builtins", "set"),
+    ("builtins", "frozenset"),
+    ("builtins", "bytearray"),
+    ("copyreg", "_reconstructor"),
+    ("builtins", "object"),
 }
 
 
@@ -71,7 +81,7 @@ class StandIn:
 class _RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
         if (module, name) in _NUMPY_ALLOWED:
-            return getattr(np, "ndarray") if name == "ndarray" else _numpy_attr(module, name)
+            return np.ndarray if name == "ndarray" else _numpy_attr(module, name)
         if (module, name) in _BUILTINS_ALLOWED:
             return {"OrderedDict": collections.OrderedDict}.get(name) or _builtin(module, name)
         if module.split(".")[0] in _STAND_IN_MODULES:
@@ -90,8 +100,11 @@ def _numpy_attr(module: str, name: str):
     try:
         return getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError):  # numpy 1.x <-> 2.x module move
-        alt = module.replace("numpy._core", "numpy.core") if "_core" in module else \
-            module.replace("numpy.core", "numpy._core")
+        alt = (
+            module.replace("numpy._core", "numpy.core")
+            if "_core" in module
+            else module.replace("numpy.core", "numpy._core")
+        )
         return getattr(importlib.import_module(alt), name)
 
 

@@ -23,12 +23,17 @@ def fetch_source(spec: ModelSpec, models_dir: str | Path) -> Path:
         raise ModelError("'random' is initialised in memory and needs no file")
     if not spec.downloadable:
         raise ModelError(f"{spec.name} cannot be downloaded by a script.\n{spec.manual_steps}")
-    return download(spec.download_url, raw_dir(models_dir) / spec.raw_filename,
-                    sha256=spec.sha256, sha256_prefix=spec.sha256_prefix)
+    return download(
+        spec.download_url,
+        raw_dir(models_dir) / spec.raw_filename,
+        sha256=spec.sha256,
+        sha256_prefix=spec.sha256_prefix,
+    )
 
 
-def prepare_model(spec: ModelSpec, models_dir: str | Path,
-                  source: str | Path | None = None) -> tuple[Path, ConversionReport]:
+def prepare_model(
+    spec: ModelSpec, models_dir: str | Path, source: str | Path | None = None
+) -> tuple[Path, ConversionReport]:
     """Convert ``source`` (or the download) to the common format at ``models/<name>.pth``."""
     source = Path(source) if source is not None else fetch_source(spec, models_dir)
     if not source.is_file():

@@ -25,7 +25,8 @@ _FAIR = "https://dl.fbaipublicfiles.com"
 _PCL = "https://storage.googleapis.com/sfr-pcl-data-research/PCL_checkpoint"
 
 SIMCLR_V1_STEPS = (
-    "SimCLR-v1 is published as a TensorFlow checkpoint that must be fetched and converted by hand:\n"
+    "SimCLR-v1 is published as a TensorFlow checkpoint that must be fetched and converted "
+    "by hand:\n"
     "  1. download ResNet50_1x.zip from https://storage.cloud.google.com/simclr-gcs/checkpoints/"
     "ResNet50_1x.zip and unzip it;\n"
     "  2. convert it with https://github.com/tonylins/simclr-converter "
@@ -33,7 +34,8 @@ SIMCLR_V1_STEPS = (
     "  3. python download_and_prepare_models.py --models simclr-v1 --from resnet50-1x.pth"
 )
 SIMCLR_V2_STEPS = (
-    "SimCLR-v2 is published as a TensorFlow checkpoint that must be fetched and converted by hand:\n"
+    "SimCLR-v2 is published as a TensorFlow checkpoint that must be fetched and converted "
+    "by hand:\n"
     "  1. download r50_1x_sk0 from https://console.cloud.google.com/storage/browser/"
     "simclr-checkpoints/simclrv2/pretrained/r50_1x_sk0;\n"
     "  2. convert it with https://github.com/Separius/SimCLRv2-Pytorch "
@@ -75,37 +77,117 @@ class ModelSpec:
 
 
 _MODELS = [
-    ModelSpec("insdis", f"{_DROPBOX}/AACcsSIt1_Njv7GsmsuzZ6Sta/InsDis.pth", TORCH,
-              prefix="module.encoder.", drop=("fc", "head", "linear", "projection"),
-              imagenet_top1=59.50),
-    ModelSpec("moco-v1", f"{_FAIR}/moco/moco_checkpoints/moco_v1_200ep/moco_v1_200ep_pretrain.pth.tar",
-              TORCH, prefix="module.encoder_q.", drop=("fc",), imagenet_top1=60.60),
-    ModelSpec("pcl-v1", f"{_PCL}/PCL_v1_epoch200.pth.tar", TORCH,
-              prefix="module.encoder_q.", drop=("fc",), imagenet_top1=61.50),
-    ModelSpec("pirl", f"{_DROPBOX}/AADN4jKnvTI0U5oT6hTmQZz8a/PIRL.pth", TORCH,
-              prefix="module.encoder.", drop=("fc", "head", "head_jig", "jigsaw", "linear", "projection"),
-              imagenet_top1=61.70),
-    ModelSpec("pcl-v2", f"{_PCL}/PCL_v2_epoch200.pth.tar", TORCH,
-              prefix="module.encoder_q.", drop=("fc",), imagenet_top1=67.60),
-    ModelSpec("simclr-v1", None, TORCH, drop=("fc",), normalize=False, imagenet_top1=69.30,
-              manual_steps=SIMCLR_V1_STEPS),
-    ModelSpec("moco-v2", f"{_FAIR}/moco/moco_checkpoints/moco_v2_800ep/moco_v2_800ep_pretrain.pth.tar",
-              TORCH, prefix="module.encoder_q.", drop=("fc",), imagenet_top1=71.10),
-    ModelSpec("simclr-v2", None, SIMCLR_V2_CONVERTED, normalize=False, imagenet_top1=71.70,
-              manual_steps=SIMCLR_V2_STEPS),
-    ModelSpec("sela-v2", f"{_FAIR}/deepcluster/selav2_400ep_pretrain.pth.tar", TORCH,
-              prefix="module.", drop=("projection_head", "prototypes"), imagenet_top1=71.80),
-    ModelSpec("infomin", f"{_DROPBOX}/AAAzMTynP3Qc8mIE4XWkgILUa/InfoMin_800.pth", TORCH,
-              prefix="module.encoder.", drop=("fc", "head", "linear", "projection"),
-              imagenet_top1=73.00),
-    ModelSpec("byol", "https://storage.googleapis.com/deepmind-byol/checkpoints/pretrain_res50x1.pkl",
-              BYOL_HAIKU, imagenet_top1=74.30),
-    ModelSpec("deepcluster-v2", f"{_FAIR}/deepcluster/deepclusterv2_800ep_pretrain.pth.tar", TORCH,
-              prefix="module.", drop=("projection_head", "prototypes"), imagenet_top1=75.20),
-    ModelSpec("swav", f"{_FAIR}/deepcluster/swav_800ep_pretrain.pth.tar", TORCH,
-              prefix="module.", drop=("projection_head", "prototypes"), imagenet_top1=75.30),
-    ModelSpec("supervised", "https://download.pytorch.org/models/resnet50-0676ba61.pth", TORCHVISION,
-              drop=("fc",), imagenet_top1=77.20, sha256_prefix="0676ba61"),
+    ModelSpec(
+        "insdis",
+        f"{_DROPBOX}/AACcsSIt1_Njv7GsmsuzZ6Sta/InsDis.pth",
+        TORCH,
+        prefix="module.encoder.",
+        drop=("fc", "head", "linear", "projection"),
+        imagenet_top1=59.50,
+    ),
+    ModelSpec(
+        "moco-v1",
+        f"{_FAIR}/moco/moco_checkpoints/moco_v1_200ep/moco_v1_200ep_pretrain.pth.tar",
+        TORCH,
+        prefix="module.encoder_q.",
+        drop=("fc",),
+        imagenet_top1=60.60,
+    ),
+    ModelSpec(
+        "pcl-v1",
+        f"{_PCL}/PCL_v1_epoch200.pth.tar",
+        TORCH,
+        prefix="module.encoder_q.",
+        drop=("fc",),
+        imagenet_top1=61.50,
+    ),
+    ModelSpec(
+        "pirl",
+        f"{_DROPBOX}/AADN4jKnvTI0U5oT6hTmQZz8a/PIRL.pth",
+        TORCH,
+        prefix="module.encoder.",
+        drop=("fc", "head", "head_jig", "jigsaw", "linear", "projection"),
+        imagenet_top1=61.70,
+    ),
+    ModelSpec(
+        "pcl-v2",
+        f"{_PCL}/PCL_v2_epoch200.pth.tar",
+        TORCH,
+        prefix="module.encoder_q.",
+        drop=("fc",),
+        imagenet_top1=67.60,
+    ),
+    ModelSpec(
+        "simclr-v1",
+        None,
+        TORCH,
+        drop=("fc",),
+        normalize=False,
+        imagenet_top1=69.30,
+        manual_steps=SIMCLR_V1_STEPS,
+    ),
+    ModelSpec(
+        "moco-v2",
+        f"{_FAIR}/moco/moco_checkpoints/moco_v2_800ep/moco_v2_800ep_pretrain.pth.tar",
+        TORCH,
+        prefix="module.encoder_q.",
+        drop=("fc",),
+        imagenet_top1=71.10,
+    ),
+    ModelSpec(
+        "simclr-v2",
+        None,
+        SIMCLR_V2_CONVERTED,
+        normalize=False,
+        imagenet_top1=71.70,
+        manual_steps=SIMCLR_V2_STEPS,
+    ),
+    ModelSpec(
+        "sela-v2",
+        f"{_FAIR}/deepcluster/selav2_400ep_pretrain.pth.tar",
+        TORCH,
+        prefix="module.",
+        drop=("projection_head", "prototypes"),
+        imagenet_top1=71.80,
+    ),
+    ModelSpec(
+        "infomin",
+        f"{_DROPBOX}/AAAzMTynP3Qc8mIE4XWkgILUa/InfoMin_800.pth",
+        TORCH,
+        prefix="module.encoder.",
+        drop=("fc", "head", "linear", "projection"),
+        imagenet_top1=73.00,
+    ),
+    ModelSpec(
+        "byol",
+        "https://storage.googleapis.com/deepmind-byol/checkpoints/pretrain_res50x1.pkl",
+        BYOL_HAIKU,
+        imagenet_top1=74.30,
+    ),
+    ModelSpec(
+        "deepcluster-v2",
+        f"{_FAIR}/deepcluster/deepclusterv2_800ep_pretrain.pth.tar",
+        TORCH,
+        prefix="module.",
+        drop=("projection_head", "prototypes"),
+        imagenet_top1=75.20,
+    ),
+    ModelSpec(
+        "swav",
+        f"{_FAIR}/deepcluster/swav_800ep_pretrain.pth.tar",
+        TORCH,
+        prefix="module.",
+        drop=("projection_head", "prototypes"),
+        imagenet_top1=75.30,
+    ),
+    ModelSpec(
+        "supervised",
+        "https://download.pytorch.org/models/resnet50-0676ba61.pth",
+        TORCHVISION,
+        drop=("fc",),
+        imagenet_top1=77.20,
+        sha256_prefix="0676ba61",
+    ),
 ]
 
 #: The paper's 14 models in the paper's order (by ImageNet top-1).

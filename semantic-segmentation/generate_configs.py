@@ -74,13 +74,19 @@ def render_config(model: str) -> str:
 
 
 def expected_configs() -> dict[Path, str]:
-    return {HERE / "selfsupconfig" / f"{model}.yaml": render_config(model)
-            for model in PAPER_MODELS}
+    return {
+        HERE / "selfsupconfig" / f"{model}.yaml": render_config(model) for model in PAPER_MODELS
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
-    return sync_generated_files(expected_configs(), (HERE / "selfsupconfig").glob("*.yaml"), REPO, argv,
-                                __doc__.split("\n")[0])
+    return sync_generated_files(
+        expected_configs(),
+        (HERE / "selfsupconfig").glob("*.yaml"),
+        REPO,
+        argv,
+        __doc__.split("\n")[0],
+    )
 
 
 if __name__ == "__main__":

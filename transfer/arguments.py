@@ -10,11 +10,16 @@ import torch
 def add_location_arguments(parser: argparse.ArgumentParser) -> None:
     """``--models-dir`` and ``--data-root``; ``None`` means the environment's or the default."""
     parser.add_argument(
-        "--models-dir", default=None,
-        help="folder of the common-format checkpoints (default: $SSL_TRANSFER_MODELS, else models/)")
+        "--models-dir",
+        default=None,
+        help="folder of the common-format checkpoints "
+        "(default: $SSL_TRANSFER_MODELS, else models/)",
+    )
     parser.add_argument(
-        "--data-root", default=None,
-        help="folder holding one folder per dataset (default: $SSL_TRANSFER_DATA, else ../data)")
+        "--data-root",
+        default=None,
+        help="folder holding one folder per dataset (default: $SSL_TRANSFER_DATA, else ../data)",
+    )
 
 
 def default_device() -> str:
@@ -24,17 +29,32 @@ def default_device() -> str:
 
 def add_feature_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of the protocols that run on cached features (linear.py, few_shot.py)."""
-    parser.add_argument("-i", "--image-size", type=int, default=None,
-                        help="input size (default: the dataset's, 224 for the paper's)")
-    parser.add_argument("-n", "--no-norm", action="store_true",
-                        help="no ImageNet normalisation (implied for simclr-v1/v2)")
+    parser.add_argument(
+        "-i",
+        "--image-size",
+        type=int,
+        default=None,
+        help="input size (default: the dataset's, 224 for the paper's)",
+    )
+    parser.add_argument(
+        "-n",
+        "--no-norm",
+        action="store_true",
+        help="no ImageNet normalisation (implied for simclr-v1/v2)",
+    )
     parser.add_argument("--device", default=default_device(), help="cuda or cpu")
-    parser.add_argument("-b", "--batch-size", type=int, default=64,
-                        help="batch size of the feature pass")
+    parser.add_argument(
+        "-b", "--batch-size", type=int, default=64, help="batch size of the feature pass"
+    )
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers")
-    parser.add_argument("--cache-dir", default=None,
-                        help="feature cache (default: $SSL_TRANSFER_CACHE, else features/)")
-    parser.add_argument("--results-dir", default=None,
-                        help="where result JSON files go (default: $SSL_TRANSFER_RESULTS, "
-                             "else results/)")
+    parser.add_argument(
+        "--cache-dir",
+        default=None,
+        help="feature cache (default: $SSL_TRANSFER_CACHE, else features/)",
+    )
+    parser.add_argument(
+        "--results-dir",
+        default=None,
+        help="where result JSON files go (default: $SSL_TRANSFER_RESULTS, else results/)",
+    )
     add_location_arguments(parser)

@@ -33,27 +33,46 @@ class FeatureCache:
         text = "\n".join((backbone_identity, split_identity, transform_id, precision))
         return hashlib.sha256(text.encode()).hexdigest()[:20]
 
-    def path(self, model: str, split: Split, backbone_identity: str, transform_id: str,
-             precision: str) -> Path:
+    def path(
+        self, model: str, split: Split, backbone_identity: str, transform_id: str, precision: str
+    ) -> Path:
         key = self.key(backbone_identity, split.identity, transform_id, precision)
-        return self.root / model / split.dataset / f"{split.name}-{transform_id}-{precision}-{key}.pt"
+        return (
+            self.root / model / split.dataset / f"{split.name}-{transform_id}-{precision}-{key}.pt"
+        )
 
-    def get_or_compute(self, model: str, split: Split, backbone_identity: str, transform_id: str,
-                       precision: str, compute: Callable[[], torch.Tensor]) -> tuple[torch.Tensor, bool]:
-        """``(features, hit)``: load the cached tensor, or compute, store atomically and return it."""
+    def get_or_compute(
+        self,
+        model: str,
+        split: Split,
+        backbone_identity: str,
+        transform_id: str,
+        precision: str,
+        compute: Callable[[], torch.Tensor],
+    ) -> tuple[torch.Tensor, bool]:
+        """``(features, hit)``: the cached tensor, or one computed and stored atomically."""
         path = self.path(model, split, backbone_identity, transform_id, precision)
         if path.exists():
             try:
                 stored = torch.load(path, map_location="cpu", weights_only=True)
-                if stored["split_identity"] == split.identity and len(stored["features"]) == len(split):
+                if stored["split_identity"] == split.identity and len(stored["features"]) == len(
+                    split
+                ):
                     return stored["features"], True
             except Exception:  # an unreadable cache entry is recomputed, never trusted
                 pass
         features = compute()
         with atomic_path(path) as tmp:
-            torch.save({"features": features, "split_identity": split.identity,
-                        "backbone_identity": backbone_identity, "transform_id": transform_id,
-                        "precision": precision}, tmp)
+            torch.save(
+                {
+                    "features": features,
+                    "split_identity": split.identity,
+                    "backbone_identity": backbone_identity,
+                    "transform_id": transform_id,
+                    "precision": precision,
+                },
+                tmp,
+            )
         return features, False
 
 
@@ -63,18 +82,41 @@ def features_of_subset(subset: Split, pool: Split, pool_features: torch.Tensor) 
     index = {key: i for i, key in enumerate(pool.keys)}
     missing = [key for key in subset.keys if key not in index]
     if missing:
-        raise KeyError(f"{len(missing)} images of {subset.name} are not in {pool.name}, "
-                       f"e.g. {missing[:3]}")
+        raise KeyError(
+            f"{len(missing)} images of {subset.name} are not in {pool.name}, e.g. {missing[:3]}"
+        )
     return pool_features[np.array([index[key] for key in subset.keys], dtype=np.int64)]
 
 
-def cached_features(backbone, split: Split, transform, cache: FeatureCache, *,
-                    batch_size: int = 64, device: str = "cpu", workers: int = 2,
-                    precision: str = "fp32", progress: bool = True) -> tuple[torch.Tensor, bool]:
+def cached_features(
+    backbone,
+    split: Split,
+    transform,
+    cache: FeatureCache,
+    *,
+    batch_size: int = 64,
+    device: str = "cpu",
+    workers: int = 2,
+    precision: str = "fp32",
+    progress: bool = True,
+) -> tuple[torch.Tensor, bool]:
     """Features of ``split`` through the cache: ``(features, loaded_from_cache)``."""
     from transfer.features import extract_features
 
     return cache.get_or_compute(
-        backbone.name, split, backbone.identity, transform.transform_id, precision,
-        lambda: extract_features(backbone, split, transform, batch_size=batch_size, device=device,
-                                 workers=workers, precision=precision, progress=progress))
+        backbone.name,
+        split,
+        backbone.identity,
+        transform.transform_id,
+        precision,
+        lambda: extract_features(
+            backbone,
+            split,
+            transform,
+            batch_size=batch_size,
+            device=device,
+            workers=workers,
+            precision=precision,
+            progress=progress,
+        ),
+    )

@@ -10,8 +10,13 @@ from pathlib import Path
 from transfer.atomic import atomic_path
 
 
-def sync_generated_files(expected: dict[Path, str], present: Iterable[Path], repo: Path,
-                         argv: list[str] | None = None, description: str = "") -> int:
+def sync_generated_files(
+    expected: dict[Path, str],
+    present: Iterable[Path],
+    repo: Path,
+    argv: list[str] | None = None,
+    description: str = "",
+) -> int:
     """Write every stale file of ``expected`` (or with ``--check`` list them and return 1);
     files in ``present`` that no template produces are reported, never deleted."""
     parser = argparse.ArgumentParser(description=description)

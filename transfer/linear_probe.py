@@ -28,10 +28,18 @@ class FeatureOptions:
     progress: bool = True
 
 
-def linear_probe(backbone, dataset: str, *, data_root=None, cache: FeatureCache | None = None,
-                 features: FeatureOptions | None = None, C: float | None = None,
-                 num_wd: int = 45, solver: str = "sklearn",
-                 solver_device: str | None = None) -> dict[str, Any]:
+def linear_probe(
+    backbone,
+    dataset: str,
+    *,
+    data_root=None,
+    cache: FeatureCache | None = None,
+    features: FeatureOptions | None = None,
+    C: float | None = None,
+    num_wd: int = 45,
+    solver: str = "sklearn",
+    solver_device: str | None = None,
+) -> dict[str, Any]:
     """Run the protocol and return its result record (scores in percent)."""
     start = time.perf_counter()
     spec = get_dataset_spec(dataset)
@@ -39,41 +47,75 @@ def linear_probe(backbone, dataset: str, *, data_root=None, cache: FeatureCache 
     image_size = options.image_size or spec.default_image_size
     transform = build_transform("eval", image_size, backbone.normalize)
     cache = cache or FeatureCache()
-    splits = {name: load_split(dataset, name, data_root)
-              for name in ("trainval", "test", "train", "val")}
+    splits = {
+        name: load_split(dataset, name, data_root) for name in ("trainval", "test", "train", "val")
+    }
 
     def extract(split):
-        return cached_features(backbone, split, transform, cache, batch_size=options.batch_size,
-                               device=options.device, workers=options.workers,
-                               precision=options.precision, progress=options.progress)
+        return cached_features(
+            backbone,
+            split,
+            transform,
+            cache,
+            batch_size=options.batch_size,
+            device=options.device,
+            workers=options.workers,
+            precision=options.precision,
+            progress=options.progress,
+        )
 
-    (trainval_x, hit_trainval), (test_x, hit_test) = extract(splits["trainval"]), extract(splits["test"])
+    (trainval_x, hit_trainval), (test_x, hit_test) = (
+        extract(splits["trainval"]),
+        extract(splits["test"]),
+    )
     feature_seconds = time.perf_counter() - start
     # train and val are parts of trainval: their features are rows of the same extraction
     train_x = features_of_subset(splits["train"], splits["trainval"], trainval_x)
     val_x = features_of_subset(splits["val"], splits["trainval"], trainval_x)
-    to_numpy = {"trainval": trainval_x.numpy(), "test": test_x.numpy(),
-                "train": train_x.numpy(), "val": val_x.numpy()}
+    to_numpy = {
+        "trainval": trainval_x.numpy(),
+        "test": test_x.numpy(),
+        "train": train_x.numpy(),
+        "val": val_x.numpy(),
+    }
     solver_device = solver_device or options.device
 
     search_start = time.perf_counter()
     grid_record: dict[str, Any] = {}
     warm = None
     if C is None:
-        result = fit_logreg_grid(to_numpy["train"], splits["train"].targets, to_numpy["val"],
-                                 splits["val"].targets, default_C_grid(num_wd), spec.metric,
-                                 solver=solver, device=solver_device, progress=options.progress)
+        result = fit_logreg_grid(
+            to_numpy["train"],
+            splits["train"].targets,
+            to_numpy["val"],
+            splits["val"].targets,
+            default_C_grid(num_wd),
+            spec.metric,
+            solver=solver,
+            device=solver_device,
+            progress=options.progress,
+        )
         C = result.best_C
         # sklearn: the original refits its one warm-started estimator, last left at the grid's
         # end; torch: start from the train fit at the chosen C, the nearest known solution
         warm = result.last_model if solver == "sklearn" else result.best_model
-        grid_record = {"val_scores": dict(zip(map(float, result.Cs), map(float, result.val_scores))),
-                       "best_val_score": float(result.val_scores[result.best_index]),
-                       "unconverged_fits": int(result.unconverged_fits)}
+        grid_record = {
+            "val_scores": dict(
+                zip(map(float, result.Cs), map(float, result.val_scores), strict=True)
+            ),
+            "best_val_score": float(result.val_scores[result.best_index]),
+            "unconverged_fits": int(result.unconverged_fits),
+        }
     search_seconds = time.perf_counter() - search_start
 
-    model = fit_logreg(to_numpy["trainval"], splits["trainval"].targets, C, solver=solver,
-                       device=solver_device, warm_start_from=warm)
+    model = fit_logreg(
+        to_numpy["trainval"],
+        splits["trainval"].targets,
+        C,
+        solver=solver,
+        device=solver_device,
+        warm_start_from=warm,
+    )
     logits = model.decision_function(to_numpy["test"])
     test_y = splits["test"].targets
     score = metrics.score(spec.metric, test_y, logits, model.classes_)
@@ -83,12 +125,23 @@ def linear_probe(backbone, dataset: str, *, data_root=None, cache: FeatureCache 
         ece = expected_calibration_error(logits, columns)
         ece_scaled = temperature_scaled_ece(logits, columns)
     return {
-        "protocol": "linear", "model": backbone.name, "dataset": dataset,
-        "metric": spec.metric, "score": float(score), "C": float(C),
-        "ece": ece, "ece_scaled": ece_scaled, **grid_record,
-        "solver": solver, "image_size": image_size, "normalize": backbone.normalize,
+        "protocol": "linear",
+        "model": backbone.name,
+        "dataset": dataset,
+        "metric": spec.metric,
+        "score": float(score),
+        "C": float(C),
+        "ece": ece,
+        "ece_scaled": ece_scaled,
+        **grid_record,
+        "solver": solver,
+        "image_size": image_size,
+        "normalize": backbone.normalize,
         "sizes": {name: len(split) for name, split in splits.items()},
         "features_cached": bool(hit_trainval and hit_test),
-        "timings": {"features_s": feature_seconds, "search_s": search_seconds,
-                    "total_s": time.perf_counter() - start},
+        "timings": {
+            "features_s": feature_seconds,
+            "search_s": search_seconds,
+            "total_s": time.perf_counter() - start,
+        },
     }

@@ -25,8 +25,9 @@ def default_results_dir() -> Path:
     return Path(env) if env else REPO_ROOT / "results"
 
 
-def result_path(protocol: str, model: str, dataset: str, suffix: str = "",
-                results_dir: str | Path | None = None) -> Path:
+def result_path(
+    protocol: str, model: str, dataset: str, suffix: str = "", results_dir: str | Path | None = None
+) -> Path:
     """``results/<protocol>/<model>__<dataset>[__<suffix>].json``."""
     name = f"{model}__{dataset}" + (f"__{suffix}" if suffix else "")
     return Path(results_dir or default_results_dir()) / protocol / f"{name}.json"
@@ -38,9 +39,13 @@ def software_versions() -> dict[str, str]:
     import torch
     import torchvision
 
-    return {"python": platform.python_version(), "torch": torch.__version__,
-            "torchvision": torchvision.__version__, "numpy": numpy.__version__,
-            "scikit-learn": sklearn.__version__}
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "numpy": numpy.__version__,
+        "scikit-learn": sklearn.__version__,
+    }
 
 
 def write_result(path: str | Path, record: dict[str, Any]) -> Path:

@@ -13,8 +13,13 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(REPO / "download_and_prepare_models.py"), *args],
-                          capture_output=True, text=True, cwd=REPO, timeout=300)
+    return subprocess.run(
+        [sys.executable, str(REPO / "download_and_prepare_models.py"), *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
 
 
 def test_moco_v2_from_file_loads_strictly_and_equals_encoder_q(tmp_path):
@@ -30,8 +35,11 @@ def test_moco_v2_from_file_loads_strictly_and_equals_encoder_q(tmp_path):
     model.load_state_dict(converted, strict=True)
     raw = torch.load(source, weights_only=True)["state_dict"]
     prefix = "module.encoder_q."
-    expected = {k[len(prefix):]: v for k, v in raw.items()
-                if k.startswith(prefix) and not k.startswith(prefix + "fc.")}
+    expected = {
+        k[len(prefix) :]: v
+        for k, v in raw.items()
+        if k.startswith(prefix) and not k.startswith(prefix + "fc.")
+    }
     assert converted.keys() == expected.keys()
     assert all(torch.equal(converted[k], expected[k]) for k in expected)
     assert source.exists()  # the source is never touched

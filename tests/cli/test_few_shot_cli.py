@@ -24,24 +24,55 @@ def models_dir(tmp_path_factory):
 
 
 def run(dataset, models_dir, tmp_path, *extra):
-    return few_shot.main(["-d", dataset, "-m", "tiny-resnet", "-i", "32", "--n-way", "3",
-                          "--n-support", "1", "2", "--n-query", "3", "--iter-num", "40",
-                          "--models-dir", str(models_dir), "--data-root", str(tmp_path / "data"),
-                          "--cache-dir", str(tmp_path / "f"), "--results-dir",
-                          str(tmp_path / "r"), "--device", "cpu", "--workers", "0", *extra])
+    return few_shot.main(
+        [
+            "-d",
+            dataset,
+            "-m",
+            "tiny-resnet",
+            "-i",
+            "32",
+            "--n-way",
+            "3",
+            "--n-support",
+            "1",
+            "2",
+            "--n-query",
+            "3",
+            "--iter-num",
+            "40",
+            "--models-dir",
+            str(models_dir),
+            "--data-root",
+            str(tmp_path / "data"),
+            "--cache-dir",
+            str(tmp_path / "f"),
+            "--results-dir",
+            str(tmp_path / "r"),
+            "--device",
+            "cpu",
+            "--workers",
+            "0",
+            *extra,
+        ]
+    )
 
 
 @pytest.mark.parametrize("dataset", ["cropdiseases", "eurosat", "isic", "chestx", "dtd", "food"])
-def test_every_shot_count_gets_a_result_from_one_feature_pass(dataset, models_dir, tmp_path,
-                                                               capsys):
+def test_every_shot_count_gets_a_result_from_one_feature_pass(
+    dataset, models_dir, tmp_path, capsys
+):
     write_layout(dataset, tmp_path / "data", per_class=5)
     assert run(dataset, models_dir, tmp_path) == 0
     out = capsys.readouterr().out
     assert "computed features" in out
     assert out.count("Test Acc = ") == 2
     for shots in (1, 2):
-        record = json.loads((tmp_path / "r" / "few_shot" /
-                             f"tiny-resnet__{dataset}__3way{shots}shot.json").read_text())
+        record = json.loads(
+            (
+                tmp_path / "r" / "few_shot" / f"tiny-resnet__{dataset}__3way{shots}shot.json"
+            ).read_text()
+        )
         assert record["episodes"] == 40 and record["seed"] == 0 and record["n_support"] == shots
         assert 0 <= record["accuracy"] <= 100 and record["ci95"] >= 0
     assert len(list((tmp_path / "f").rglob("*.pt"))) == 1
@@ -54,28 +85,38 @@ def test_rerun_uses_the_cache_and_reproduces_the_episodes(models_dir, tmp_path, 
     run("eurosat", models_dir, tmp_path)
     second = capsys.readouterr().out
     assert "loaded cached features" in second
-    assert [l for l in first.splitlines() if "Test Acc" in l] == \
-           [l for l in second.splitlines() if "Test Acc" in l]
+    assert [line for line in first.splitlines() if "Test Acc" in line] == [
+        line for line in second.splitlines() if "Test Acc" in line
+    ]
 
 
 def test_accuracy_equals_a_plain_loop_over_the_same_episodes(models_dir, tmp_path, capsys):
     write_layout("eurosat", tmp_path / "data", per_class=5)
     run("eurosat", models_dir, tmp_path)
     capsys.readouterr()
-    record = json.loads((tmp_path / "r" / "few_shot" / "tiny-resnet__eurosat__3way2shot.json")
-                        .read_text())
+    record = json.loads(
+        (tmp_path / "r" / "few_shot" / "tiny-resnet__eurosat__3way2shot.json").read_text()
+    )
     backbone = load_backbone("tiny-resnet", models_dir)
     pool = load_split("eurosat", "fewshot", tmp_path / "data")
     transform = build_transform("fewshot", 32, True)
     with torch.no_grad():
-        x = backbone.trunk.eval()(torch.stack([transform(pool.load_image(i))
-                                               for i in range(len(pool))])).double().numpy()
+        x = (
+            backbone.trunk.eval()(
+                torch.stack([transform(pool.load_image(i)) for i in range(len(pool))])
+            )
+            .double()
+            .numpy()
+        )
     episodes = sample_episodes(pool.targets, 3, 2, 3, 40, seed=0)
     accuracies = []
-    for support, query in zip(episodes.support, episodes.query):
+    for support, query in zip(episodes.support, episodes.query, strict=True):
         prototypes = x[support].mean(axis=1)
-        hits = [np.argmin(((x[q] - prototypes) ** 2).sum(1)) == way
-                for way, row in enumerate(query) for q in row]
+        hits = [
+            np.argmin(((x[q] - prototypes) ** 2).sum(1)) == way
+            for way, row in enumerate(query)
+            for q in row
+        ]
         accuracies.append(100 * np.mean(hits))
     assert record["accuracy"] == pytest.approx(np.mean(accuracies), abs=1e-6)
     assert record["ci95"] == pytest.approx(1.96 * np.std(accuracies) / np.sqrt(40), abs=1e-6)
@@ -83,8 +124,28 @@ def test_accuracy_equals_a_plain_loop_over_the_same_episodes(models_dir, tmp_pat
 
 def test_impossible_request_and_multilabel_are_clear_errors(models_dir, tmp_path, capsys):
     write_layout("eurosat", tmp_path / "data", per_class=5)
-    code = few_shot.main(["-d", "eurosat", "-m", "tiny-resnet", "-i", "32", "--n-way", "5",
-                          "--models-dir", str(models_dir), "--data-root", str(tmp_path / "data"),
-                          "--cache-dir", str(tmp_path / "f"), "--device", "cpu",
-                          "--workers", "0", "--results-dir", str(tmp_path / "r")])
+    code = few_shot.main(
+        [
+            "-d",
+            "eurosat",
+            "-m",
+            "tiny-resnet",
+            "-i",
+            "32",
+            "--n-way",
+            "5",
+            "--models-dir",
+            str(models_dir),
+            "--data-root",
+            str(tmp_path / "data"),
+            "--cache-dir",
+            str(tmp_path / "f"),
+            "--device",
+            "cpu",
+            "--workers",
+            "0",
+            "--results-dir",
+            str(tmp_path / "r"),
+        ]
+    )
     assert code == 2 and "5-way episodes" in capsys.readouterr().err

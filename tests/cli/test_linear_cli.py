@@ -62,28 +62,52 @@ def original_linear(train, val, trainval, test, metric):
 
 
 @pytest.mark.parametrize("dataset", ["dtd", "pets"])
-def test_chosen_C_and_score_equal_an_independent_sklearn_run(dataset, models_dir, tmp_path,
-                                                              capsys):
+def test_chosen_C_and_score_equal_an_independent_sklearn_run(dataset, models_dir, tmp_path, capsys):
     data_root = tmp_path / "data"
     write_layout(dataset, data_root, per_class=6)
-    argv = ["-d", dataset, "-m", "tiny-resnet", "-i", str(IMAGE_SIZE), "--models-dir",
-            str(models_dir), "--data-root", str(data_root), "--cache-dir", str(tmp_path / "f"),
-            "--results-dir", str(tmp_path / "r"), "--device", "cpu", "--workers", "0"]
+    argv = [
+        "-d",
+        dataset,
+        "-m",
+        "tiny-resnet",
+        "-i",
+        str(IMAGE_SIZE),
+        "--models-dir",
+        str(models_dir),
+        "--data-root",
+        str(data_root),
+        "--cache-dir",
+        str(tmp_path / "f"),
+        "--results-dir",
+        str(tmp_path / "r"),
+        "--device",
+        "cpu",
+        "--workers",
+        "0",
+    ]
     assert linear.main(argv) == 0
     out = capsys.readouterr().out
     record = json.loads((tmp_path / "r" / "linear" / f"tiny-resnet__{dataset}.json").read_text())
 
     backbone = load_backbone("tiny-resnet", models_dir)
-    parts = {name: load_split(dataset, name, data_root) for name in
-             ("train", "val", "trainval", "test")}
+    parts = {
+        name: load_split(dataset, name, data_root) for name in ("train", "val", "trainval", "test")
+    }
     xy = {name: (direct_features(backbone, split), split.targets) for name, split in parts.items()}
     metric = record["metric"]
-    C, score = original_linear(xy["train"], xy["val"], xy["trainval"], xy["test"],
-                               "accuracy" if metric == "accuracy" else "mean_per_class")
+    C, score = original_linear(
+        xy["train"],
+        xy["val"],
+        xy["trainval"],
+        xy["test"],
+        "accuracy" if metric == "accuracy" else "mean_per_class",
+    )
     assert record["C"] == pytest.approx(C, rel=1e-6)
     assert record["score"] == pytest.approx(score, abs=1e-6)
-    assert f"Final accuracy for tiny-resnet on {dataset}: {score:.2f}% using hyperparameter " \
-           f"C: {C:.3f}" in out
+    assert (
+        f"Final accuracy for tiny-resnet on {dataset}: {score:.2f}% using hyperparameter "
+        f"C: {C:.3f}" in out
+    )
     assert "ECE: " in out and "temperature scaled ECE: " in out
     assert len(record["val_scores"]) == 45
     assert record["sizes"]["train"] + record["sizes"]["val"] == record["sizes"]["trainval"]
@@ -98,18 +122,38 @@ def test_chosen_C_and_score_equal_an_independent_sklearn_run(dataset, models_dir
 def test_voc_map_with_given_C(models_dir, tmp_path, capsys):
     data_root = tmp_path / "data"
     write_layout("voc2007", data_root, per_class=4)
-    argv = ["-d", "voc2007", "-m", "tiny-resnet", "-i", str(IMAGE_SIZE), "--C", "0.1",
-            "--models-dir", str(models_dir), "--data-root", str(data_root),
-            "--cache-dir", str(tmp_path / "f"), "--results-dir", str(tmp_path / "r"),
-            "--device", "cpu", "--workers", "0"]
+    argv = [
+        "-d",
+        "voc2007",
+        "-m",
+        "tiny-resnet",
+        "-i",
+        str(IMAGE_SIZE),
+        "--C",
+        "0.1",
+        "--models-dir",
+        str(models_dir),
+        "--data-root",
+        str(data_root),
+        "--cache-dir",
+        str(tmp_path / "f"),
+        "--results-dir",
+        str(tmp_path / "r"),
+        "--device",
+        "cpu",
+        "--workers",
+        "0",
+    ]
     assert linear.main(argv) == 0
     out = capsys.readouterr().out
     record = json.loads((tmp_path / "r" / "linear" / "tiny-resnet__voc2007.json").read_text())
     assert record["metric"] == "voc11_map" and record["ece"] is None
     assert "ECE: n/a" in out
     backbone = load_backbone("tiny-resnet", models_dir)
-    trainval, test = load_split("voc2007", "trainval", data_root), load_split("voc2007", "test",
-                                                                              data_root)
+    trainval, test = (
+        load_split("voc2007", "trainval", data_root),
+        load_split("voc2007", "test", data_root),
+    )
     x, xt = direct_features(backbone, trainval), direct_features(backbone, test)
     from sklearn.metrics import precision_recall_curve
 
@@ -119,15 +163,34 @@ def test_voc_map_with_given_C(models_dir, tmp_path, capsys):
         warnings.simplefilter("ignore")
         for cls in range(trainval.targets.shape[1]):
             clf.fit(x, trainval.targets[:, cls])
-            precision, recall, _ = precision_recall_curve(test.targets[:, cls],
-                                                          clf.decision_function(xt))
-            aps.append(np.mean([precision[recall >= t].max() if (recall >= t).any() else 0
-                                for t in np.linspace(0, 1, 11)]))
+            precision, recall, _ = precision_recall_curve(
+                test.targets[:, cls], clf.decision_function(xt)
+            )
+            aps.append(
+                np.mean(
+                    [
+                        precision[recall >= t].max() if (recall >= t).any() else 0
+                        for t in np.linspace(0, 1, 11)
+                    ]
+                )
+            )
     assert record["score"] == pytest.approx(100 * np.mean(aps), abs=1e-6)
 
 
 def test_missing_dataset_is_a_clear_error(models_dir, tmp_path, capsys):
-    code = linear.main(["-d", "dtd", "-m", "tiny-resnet", "--models-dir", str(models_dir),
-                        "--data-root", str(tmp_path), "--device", "cpu"])
+    code = linear.main(
+        [
+            "-d",
+            "dtd",
+            "-m",
+            "tiny-resnet",
+            "--models-dir",
+            str(models_dir),
+            "--data-root",
+            str(tmp_path),
+            "--device",
+            "cpu",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and str(tmp_path / "DTD") in err

@@ -11,8 +11,10 @@ from tests.fixtures.checkpoints import reference_state_dict, trunk_only
 
 def test_registry_has_the_papers_14_models_and_random():
     assert len(PAPER_MODELS) == 14 and set(MODELS) == set(PAPER_MODELS) | {"random"}
-    assert [name for name in PAPER_MODELS if not MODELS[name].normalize] == ["simclr-v1",
-                                                                              "simclr-v2"]
+    assert [name for name in PAPER_MODELS if not MODELS[name].normalize] == [
+        "simclr-v1",
+        "simclr-v2",
+    ]
     top1 = [MODELS[name].imagenet_top1 for name in PAPER_MODELS]
     assert top1 == sorted(top1)  # the paper orders its models by ImageNet top-1
     with pytest.raises(ModelError, match="registered models: insdis"):
@@ -21,7 +23,10 @@ def test_registry_has_the_papers_14_models_and_random():
 
 def test_random_is_seeded_and_needs_no_file(tmp_path):
     a, b = load_backbone("random", tmp_path), load_backbone("random", tmp_path)
-    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert all(
+        torch.equal(x, y)
+        for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True)
+    )
     assert a.identity == b.identity and a.normalize
     assert not load_backbone("random", no_norm=True).normalize
 

@@ -91,5 +91,7 @@ def test_torchvision_style_prefix_is_checked(server, tmp_path):
 
 def test_unreachable_host_names_the_url_and_the_way_out(tmp_path):
     url = "http://127.0.0.1:9/nothing.pth"
-    with pytest.raises(ModelError, match=r"download of http://127.0.0.1:9/nothing.pth failed.*--from"):
+    with pytest.raises(
+        ModelError, match=r"download of http://127.0.0.1:9/nothing.pth failed.*--from"
+    ):
         download(url, tmp_path / "x.pth", timeout=2)

@@ -17,8 +17,7 @@ def test_extracted_features_equal_a_direct_forward_pass():
     backbone = load_backbone("random")
     split = _digits(10)
     transform = build_transform("eval", 32, backbone.normalize)
-    features = extract_features(backbone, split, transform, batch_size=4, workers=0,
-                                progress=False)
+    features = extract_features(backbone, split, transform, batch_size=4, workers=0, progress=False)
     images = torch.stack([transform(split.load_image(i)) for i in range(len(split))])
     with torch.no_grad():
         expected = backbone.trunk.eval()(images)
@@ -38,8 +37,11 @@ def test_cache_computes_once_and_keys_on_everything(tmp_path):
     first, hit1 = cache.get_or_compute("m", split, "backbone-a", "eval-32-norm", "fp32", compute)
     again, hit2 = cache.get_or_compute("m", split, "backbone-a", "eval-32-norm", "fp32", compute)
     assert (hit1, hit2) == (False, True) and len(calls) == 1 and torch.equal(first, again)
-    for variant in (("backbone-b", "eval-32-norm", "fp32"), ("backbone-a", "eval-64-norm", "fp32"),
-                    ("backbone-a", "eval-32-norm", "bf16")):
+    for variant in (
+        ("backbone-b", "eval-32-norm", "fp32"),
+        ("backbone-a", "eval-64-norm", "fp32"),
+        ("backbone-a", "eval-32-norm", "bf16"),
+    ):
         _, hit = cache.get_or_compute("m", split, *variant, compute)
         assert not hit
     other = _digits(7).subset(range(1, 7), "trainval")  # other content, same size and name
@@ -69,8 +71,10 @@ def test_train_and_val_rows_come_from_the_trainval_pass(tmp_path):
     assert [int(r[0]) for r in rows[:20]] == [index[k] for k in val.keys[:20]]
     transform = build_transform("eval", 32, True)
     small = _digits(8)
-    _, hit = cached_features(backbone, small, transform, FeatureCache(tmp_path), workers=0,
-                             progress=False)
-    _, hit_again = cached_features(backbone, small, transform, FeatureCache(tmp_path), workers=0,
-                                   progress=False)
+    _, hit = cached_features(
+        backbone, small, transform, FeatureCache(tmp_path), workers=0, progress=False
+    )
+    _, hit_again = cached_features(
+        backbone, small, transform, FeatureCache(tmp_path), workers=0, progress=False
+    )
     assert (hit, hit_again) == (False, True)

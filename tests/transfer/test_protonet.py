@@ -41,8 +41,10 @@ def test_small_classes_are_left_out_and_impossible_requests_fail():
 
 
 def test_vectorised_accuracy_equals_a_plain_episode_loop(labels):
-    features = torch.randn(len(labels), 64) + torch.nn.functional.one_hot(
-        torch.as_tensor(labels), 64).float() * 1.5
+    features = (
+        torch.randn(len(labels), 64)
+        + torch.nn.functional.one_hot(torch.as_tensor(labels), 64).float() * 1.5
+    )
     episodes = sample_episodes(labels, 5, 5, 15, 120, seed=0)
     ours = episode_accuracies(features, episodes, chunk=32)
     x = features.double().numpy()
