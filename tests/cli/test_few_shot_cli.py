@@ -11,7 +11,7 @@ import torch
 import few_shot
 from datasets import build_transform, load_split
 from models.backbone import load_backbone
-from tests.fixtures.checkpoints import reference_state_dict, trunk_only
+from tests.fixtures.checkpoints import write_common_format
 from tests.fixtures.dataset_layouts import write_layout
 from transfer.protonet import sample_episodes
 
@@ -19,7 +19,7 @@ from transfer.protonet import sample_episodes
 @pytest.fixture(scope="module")
 def models_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("models")
-    torch.save(trunk_only(reference_state_dict(seed=9)), folder / "tiny-resnet.pth")
+    write_common_format(folder / "tiny-resnet.pth", seed=9)
     return folder
 
 

@@ -15,7 +15,7 @@ from sklearn.metrics import confusion_matrix
 import linear
 from datasets import build_transform, load_split
 from models.backbone import load_backbone
-from tests.fixtures.checkpoints import reference_state_dict, trunk_only
+from tests.fixtures.checkpoints import write_common_format
 from tests.fixtures.dataset_layouts import write_layout
 
 IMAGE_SIZE = 32
@@ -24,8 +24,18 @@ IMAGE_SIZE = 32
 @pytest.fixture(scope="module")
 def models_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("models")
-    torch.save(trunk_only(reference_state_dict(seed=7)), folder / "tiny-resnet.pth")
+    write_common_format(folder / "tiny-resnet.pth", seed=7)
     return folder
+
+
+def linear_argv(dataset, models_dir, data_root, tmp_path, *extra):
+    """linear.py's arguments for the synthesised model on a fixture, caches under tmp_path."""
+    return [
+        "-d", dataset, "-m", "tiny-resnet", "-i", str(IMAGE_SIZE), *extra,
+        "--models-dir", str(models_dir), "--data-root", str(data_root),
+        "--cache-dir", str(tmp_path / "f"), "--results-dir", str(tmp_path / "r"),
+        "--device", "cpu", "--workers", "0",
+    ]  # fmt: skip
 
 
 def direct_features(backbone, split) -> np.ndarray:
@@ -65,26 +75,7 @@ def original_linear(train, val, trainval, test, metric):
 def test_chosen_C_and_score_equal_an_independent_sklearn_run(dataset, models_dir, tmp_path, capsys):
     data_root = tmp_path / "data"
     write_layout(dataset, data_root, per_class=6)
-    argv = [
-        "-d",
-        dataset,
-        "-m",
-        "tiny-resnet",
-        "-i",
-        str(IMAGE_SIZE),
-        "--models-dir",
-        str(models_dir),
-        "--data-root",
-        str(data_root),
-        "--cache-dir",
-        str(tmp_path / "f"),
-        "--results-dir",
-        str(tmp_path / "r"),
-        "--device",
-        "cpu",
-        "--workers",
-        "0",
-    ]
+    argv = linear_argv(dataset, models_dir, data_root, tmp_path)
     assert linear.main(argv) == 0
     out = capsys.readouterr().out
     record = json.loads((tmp_path / "r" / "linear" / f"tiny-resnet__{dataset}.json").read_text())
@@ -122,28 +113,7 @@ def test_chosen_C_and_score_equal_an_independent_sklearn_run(dataset, models_dir
 def test_voc_map_with_given_C(models_dir, tmp_path, capsys):
     data_root = tmp_path / "data"
     write_layout("voc2007", data_root, per_class=4)
-    argv = [
-        "-d",
-        "voc2007",
-        "-m",
-        "tiny-resnet",
-        "-i",
-        str(IMAGE_SIZE),
-        "--C",
-        "0.1",
-        "--models-dir",
-        str(models_dir),
-        "--data-root",
-        str(data_root),
-        "--cache-dir",
-        str(tmp_path / "f"),
-        "--results-dir",
-        str(tmp_path / "r"),
-        "--device",
-        "cpu",
-        "--workers",
-        "0",
-    ]
+    argv = linear_argv("voc2007", models_dir, data_root, tmp_path, "--C", "0.1")
     assert linear.main(argv) == 0
     out = capsys.readouterr().out
     record = json.loads((tmp_path / "r" / "linear" / "tiny-resnet__voc2007.json").read_text())
