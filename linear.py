@@ -37,7 +37,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--solver",
         choices=("sklearn", "torch"),
         default="sklearn",
-        help="sklearn reproduces the original; torch is the fast L-BFGS",
+        help="sklearn: the original's scikit-learn fits, on the CPU; torch: the same fits "
+        "(scipy's L-BFGS-B repeated in PyTorch, float64) on --device, e.g. a GPU",
     )
     parser.add_argument(
         "--precision",

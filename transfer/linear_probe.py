@@ -78,7 +78,8 @@ def linear_probe(
         "train": train_x.numpy(),
         "val": val_x.numpy(),
     }
-    solver_device = solver_device or options.device
+    # the sklearn solver runs where scikit-learn runs; torch's follows the features by default
+    solver_device = "cpu" if solver == "sklearn" else solver_device or options.device
 
     search_start = time.perf_counter()
     grid_record: dict[str, Any] = {}
@@ -96,9 +97,9 @@ def linear_probe(
             progress=options.progress,
         )
         C = result.best_C
-        # sklearn: the original refits its one warm-started estimator, last left at the grid's
-        # end; torch: start from the train fit at the chosen C, the nearest known solution
-        warm = result.last_model if solver == "sklearn" else result.best_model
+        # both solvers make the original's chain of fits: it refits its one warm-started
+        # estimator, last left at the grid's end
+        warm = result.last_model
         grid_record = {
             "val_scores": dict(
                 zip(map(float, result.Cs), map(float, result.val_scores), strict=True)

@@ -36,9 +36,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from transfer import metrics
+from transfer import lbfgsb, metrics
 
 SOLVERS = ("sklearn", "torch")
+# torch strategies: "chain" repeats the original's fits (scipy's L-BFGS-B, scikit-learn's options,
+# warm-started along the grid in its order), so it picks the original's C; "path" and "batched"
+# solve each C to convergence (tol on the mean-loss gradient), the true regularisation path.
+STRATEGIES = ("chain", "path", "batched")
+PRECISIONS = {"float64": torch.float64, "float32": torch.float32}
 # scikit-learn 0.22 minimised sum_i loss_i + ||W||^2 / (2C) and stopped at max |grad| <= 1e-4;
 # current scikit-learn minimises that objective divided by n with the same default tol, a stopping
 # rule n times looser. "original" passes tol = 1e-4 / n to restore 0.22's rule (its lbfgs then
@@ -46,6 +51,11 @@ SOLVERS = ("sklearn", "torch")
 # "installed" keeps today's default.
 SKLEARN_STOPPING = ("original", "installed")
 ORIGINAL_TOL = 1e-4
+# What installed scikit-learn passes to scipy's L-BFGS-B (checked on 1.9): the torch chain
+# repeats its fits with the same options.
+SKLEARN_MAX_ITER = 100
+SKLEARN_FTOL = 64 * np.finfo(float).eps
+SKLEARN_MAX_LS = 50
 # The original fitted a binary problem as a two-class softmax: see the module docstring.
 BINARY_C_FACTOR = 2.0
 DEFAULT_TOL = 1e-4
@@ -168,6 +178,28 @@ def _check_solver(solver: str, device: str) -> torch.device:
     return dev
 
 
+def _check_torch_options(strategy: str, precision: str | None) -> torch.dtype:
+    """The dtype of a torch strategy: float64 for the chain, whose capped fits must follow
+    scikit-learn's (float32 rounding moves where they stop: the C moved 9 grid steps on a
+    37-class benchmark), float32 for the converged strategies, unless ``precision`` says."""
+    if strategy not in STRATEGIES:
+        raise LogregError(f"unknown strategy {strategy!r}; expected one of {', '.join(STRATEGIES)}")
+    if precision is None:
+        precision = "float64" if strategy == "chain" else "float32"
+    if precision not in PRECISIONS:
+        raise LogregError(
+            f"unknown precision {precision!r}; expected one of {', '.join(PRECISIONS)}"
+        )
+    return PRECISIONS[precision]
+
+
+def _sklearn_tol(stopping: str, n: int) -> float:
+    """scikit-learn's tol for the original's stopping rule on n samples (``SKLEARN_STOPPING``)."""
+    if stopping not in SKLEARN_STOPPING:
+        raise LogregError(f"unknown sklearn_stopping {stopping!r}; expected {SKLEARN_STOPPING}")
+    return ORIGINAL_TOL / n if stopping == "original" else ORIGINAL_TOL
+
+
 def _first_best(scores: Sequence[float]) -> int:
     """Index of the first strictly best score, walking in order (NaN never wins)."""
     best_index, best = 0, -math.inf
@@ -188,8 +220,7 @@ class _SklearnChain:
     ) -> None:
         from sklearn.linear_model import LogisticRegression
 
-        if stopping not in SKLEARN_STOPPING:
-            raise LogregError(f"unknown sklearn_stopping {stopping!r}; expected {SKLEARN_STOPPING}")
+        _sklearn_tol(stopping, 1)  # rejects an unknown rule before any fit
         self.stopping = stopping
         self.estimator = LogisticRegression(solver="lbfgs", warm_start=True)
         self.convergence_warnings = 0
@@ -202,7 +233,7 @@ class _SklearnChain:
     def _fit(self, x: np.ndarray, y: np.ndarray, C: float) -> None:
         from sklearn.exceptions import ConvergenceWarning
 
-        tol = ORIGINAL_TOL / len(x) if self.stopping == "original" else ORIGINAL_TOL
+        tol = _sklearn_tol(self.stopping, len(x))
         self.estimator.set_params(C=C, tol=tol)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ConvergenceWarning)
@@ -485,14 +516,17 @@ def _lbfgs(
 class _TorchProblem:
     """Features and targets on the device, in the layout the objective wants."""
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, device: torch.device):
+    def __init__(
+        self, x: np.ndarray, y: np.ndarray, device: torch.device, dtype: torch.dtype = torch.float32
+    ):
         self.device = device
-        self.x = torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float32, device=device)
+        self.dtype = dtype
+        self.x = torch.as_tensor(np.ascontiguousarray(x), dtype=dtype, device=device)
         self.multilabel = y.ndim == 2
         if self.multilabel:
             self.classes = None
             self.num_classes = y.shape[1]
-            target = torch.as_tensor(y, dtype=torch.float32, device=device)
+            target = torch.as_tensor(y, dtype=dtype, device=device)
             self.binary = False
             self.sigmoid = True
         else:
@@ -501,7 +535,7 @@ class _TorchProblem:
             self.binary = self.num_classes == 2
             self.sigmoid = self.binary
             if self.binary:
-                target = torch.as_tensor(encoded, dtype=torch.float32, device=device).view(-1, 1)
+                target = torch.as_tensor(encoded, dtype=dtype, device=device).view(-1, 1)
             else:
                 target = torch.as_tensor(encoded, dtype=torch.long, device=device)
         columns = 1 if self.binary else self.num_classes
@@ -523,7 +557,7 @@ class _TorchProblem:
     def initial(self, num_Cs: int, warm_start_from: LinearModel | None) -> torch.Tensor:
         params = torch.zeros(
             (num_Cs * self.columns_per_C, self.objective.width),
-            dtype=torch.float32,
+            dtype=self.dtype,
             device=self.device,
         )
         if warm_start_from is not None:
@@ -546,7 +580,7 @@ class _TorchProblem:
             if coef.shape[0] != self.num_classes:
                 raise LogregError("warm_start_from has a different number of classes")
             rows = np.concatenate([coef.ravel(), intercept])[None]
-        return torch.as_tensor(rows, dtype=torch.float32, device=self.device)
+        return torch.as_tensor(rows, dtype=self.dtype, device=self.device)
 
     def unpack(self, rows: torch.Tensor, n_iter: int, converged: bool) -> LinearModel:
         """The LinearModel of one C's rows (in the original's representation)."""
@@ -568,6 +602,47 @@ class _TorchProblem:
         return LinearModel(
             row[: k * d].reshape(k, d).copy(), row[k * d :].copy(), self.classes, n_iter, converged
         )
+
+    def solve_chain(
+        self,
+        Cs: Sequence[float],
+        stopping: str,
+        warm_start_from: LinearModel | None,
+        progress: bool = False,
+    ) -> list[LinearModel]:
+        """The original's estimator: one fit per C (per C and class for sigmoid problems), in the
+        given order, each from the previous fit, by scipy's L-BFGS-B with scikit-learn's options,
+        so each fit stops where scikit-learn's did (``stopping``: see ``SKLEARN_STOPPING``)."""
+        gtol = _sklearn_tol(stopping, self.objective.n)
+        lam_all = self.lam(Cs).view(len(Cs), -1)
+        row = self.initial(1, warm_start_from)[-1]  # a multilabel chain goes on from its last class
+        models = []
+        for index in tqdm(range(len(Cs)), desc="logreg C grid (torch chain)", disable=not progress):
+            rows, n_iter, converged = [], 0, True
+            for column in range(self.columns_per_C):
+                lam = lam_all[index, column].view(1)
+                columns = (
+                    torch.tensor([column], device=self.device) if self.sigmoid else None
+                )
+
+                def fun(params, lam=lam, columns=columns):
+                    loss, grad = self.objective(params.view(1, -1), lam, columns)
+                    return loss.item(), grad.view(-1)
+
+                result = lbfgsb.minimize(
+                    fun,
+                    row,
+                    max_iter=SKLEARN_MAX_ITER,
+                    gtol=gtol,
+                    ftol=SKLEARN_FTOL,
+                    max_ls=SKLEARN_MAX_LS,
+                )
+                row = result.x
+                rows.append(row)
+                n_iter = max(n_iter, min(result.nit, SKLEARN_MAX_ITER))
+                converged &= result.converged
+            models.append(self.unpack(torch.stack(rows), n_iter, converged))
+        return models
 
     def solve_path(
         self,
@@ -635,6 +710,8 @@ def fit_logreg(
     solver: str = "sklearn",
     device: str = "cpu",
     warm_start_from: LinearModel | None = None,
+    strategy: str = "chain",
+    precision: str | None = None,
     tol: float = DEFAULT_TOL,
     max_iter: int = TORCH_MAX_ITER,
     history: int = 20,
@@ -644,13 +721,13 @@ def fit_logreg(
     """Fit one L2 logistic regression (multinomial for (n,) labels, one binary classifier per
     column for (n, C) 0/1 targets).
 
-    sklearn: the original's estimator (``sklearn_stopping``: see ``SKLEARN_STOPPING``), started
-    from ``warm_start_from`` when given, as the original refit its estimator after the grid.
-    torch: without ``warm_start_from`` the fit walks the warm-started path over the values of
-    ``path_Cs`` (default: the paper's grid) below C, then C, exactly as ``fit_logreg_grid``
-    reached C; a fit stopped at ``tol`` depends on where it started, so this makes the refit at
-    the chosen C the same kind of model the grid scored. ``tol``, ``max_iter`` and ``history``
-    concern the torch solver.
+    sklearn, and torch's ``"chain"``: the original's estimator (``sklearn_stopping``: see
+    ``SKLEARN_STOPPING``), started from ``warm_start_from`` when given, as the original refit its
+    estimator after the grid. torch's converged strategies: without ``warm_start_from`` the fit
+    walks the warm-started path over the values of ``path_Cs`` (default: the paper's grid) below
+    C, then C, exactly as ``fit_logreg_grid`` reached C; a fit stopped at ``tol`` depends on where
+    it started, so this makes the refit the same kind of model the grid scored. ``tol``,
+    ``max_iter`` and ``history`` concern those strategies only; ``precision`` all torch ones.
     """
     x, y = _check_inputs(x, y, "training")
     dev = _check_solver(solver, device)
@@ -658,7 +735,9 @@ def fit_logreg(
         raise LogregError(f"C must be > 0, got {C}")
     if solver == "sklearn":
         return _SklearnChain(warm_start_from, sklearn_stopping).fit(x.astype(np.float64), y, C)
-    problem = _TorchProblem(x, y, dev)
+    problem = _TorchProblem(x, y, dev, _check_torch_options(strategy, precision))
+    if strategy == "chain":
+        return problem.solve_chain([C], sklearn_stopping, warm_start_from)[-1]
     steps = [C]
     if warm_start_from is None:
         grid = default_C_grid() if path_Cs is None else np.asarray(path_Cs, dtype=np.float64)
@@ -676,7 +755,8 @@ def fit_logreg_grid(
     solver: str = "sklearn",
     device: str = "cpu",
     progress: bool = True,
-    strategy: str = "path",
+    strategy: str = "chain",
+    precision: str | None = None,
     tol: float = DEFAULT_TOL,
     max_iter: int = TORCH_MAX_ITER,
     history: int = 20,
@@ -684,11 +764,15 @@ def fit_logreg_grid(
 ) -> GridSearchResult:
     """Fit on train for every C (in the given order) and score on val; first best wins.
 
-    ``strategy`` (torch only): ``"path"`` solves the Cs from the smallest to the largest, each
-    warm-started from the previous solution and its curvature pairs; ``"batched"`` solves all
-    Cs as one batch of independent problems. On the CPU the path is ~5x faster (it needs ~100
-    data passes for 45 Cs where the batch needs ~800); on a GPU the batch trades that extra work
-    for parallelism: time both with ``benchmarks/logreg_bench.py --strategies path,batched``.
+    ``strategy`` (torch only): ``"chain"`` makes the original's fits, as ``sklearn`` does, in
+    torch (see ``_TorchProblem.solve_chain``): the same C, on any device. The converged
+    strategies: ``"path"`` solves the Cs from the smallest to the largest, each warm-started
+    from the previous solution and its curvature pairs; ``"batched"`` solves all Cs as one batch
+    of independent problems. On the CPU the path is ~5x faster (it needs ~100 data passes for
+    45 Cs where the batch needs ~800); on a GPU the batch trades that extra work for
+    parallelism: time them with ``benchmarks/logreg_bench.py --strategies chain,path,batched``.
+    A converged fit is not the original's: where the original's fits stopped at 100 iterations
+    its val curve, and so its C, differ (see the README's linear section).
 
     ``tol`` (torch) bounds the largest gradient entry of the mean-loss objective, as
     current scikit-learn's tol. ``history`` is the L-BFGS memory: 20 pairs rather than scipy's
@@ -712,8 +796,7 @@ def fit_logreg_grid(
         raise LogregError(
             f"train and val features differ in width: {train_x.shape[1]} vs {val_x.shape[1]}"
         )
-    if strategy not in ("path", "batched"):
-        raise LogregError(f"unknown strategy {strategy!r}; expected path or batched")
+    dtype = _check_torch_options(strategy, precision)
 
     start = time.perf_counter()
     scores: list[float] = []
@@ -734,9 +817,12 @@ def fit_logreg_grid(
         chosen = "sequential"
         counts = {"iterations": chain.iterations}
     else:
-        problem = _TorchProblem(train_x, train_y, dev)
+        problem = _TorchProblem(train_x, train_y, dev, dtype)
         chosen = strategy
-        if chosen == "path":
+        if chosen == "chain":
+            for model in problem.solve_chain(Cs, sklearn_stopping, None, progress):
+                record(model)
+        elif chosen == "path":
             # Walk from the strongest penalty to the weakest: each solution is a close start for
             # the next, and the weakly regularised end (large C), the slowest to solve from
             # scratch, starts from a nearly fitted model; results go back in grid order.

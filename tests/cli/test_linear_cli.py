@@ -109,6 +109,15 @@ def test_chosen_C_and_score_equal_an_independent_sklearn_run(dataset, models_dir
     again = json.loads((tmp_path / "r" / "linear" / f"tiny-resnet__{dataset}.json").read_text())
     assert again["features_cached"] and again["score"] == record["score"]
 
+    # the torch solver makes the same fits: the same C and score
+    assert linear.main([*argv, "--solver", "torch"]) == 0
+    capsys.readouterr()
+    torch_run = json.loads((tmp_path / "r" / "linear" / f"tiny-resnet__{dataset}.json").read_text())
+    assert torch_run["solver"] == "torch" and torch_run["features_cached"]
+    assert torch_run["C"] == record["C"]
+    assert torch_run["score"] == pytest.approx(record["score"], abs=1e-6)
+    assert torch_run["ece"] == pytest.approx(record["ece"], abs=1e-4)
+
 
 def test_voc_map_with_given_C(models_dir, tmp_path, capsys):
     data_root = tmp_path / "data"
