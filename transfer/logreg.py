@@ -11,8 +11,13 @@ Two solvers behind one interface:
   to float64, as 0.22 did for lbfgs (scikit-learn >= 1.x would keep float32). Multinomial is what
   scikit-learn >= 1.8 does for 3+ classes (``multi_class`` is gone).
 - ``"torch"`` minimises the same objective as current scikit-learn (checked on 1.9),
-  ``mean_i loss_i + ||W||^2 / (2 C n)`` (intercept unpenalised), in float32 on any device,
-  stopping, like scikit-learn, when the largest gradient entry is <= ``tol``. Its L-BFGS is
+  ``mean_i loss_i + ||W||^2 / (2 C n)`` (intercept unpenalised), on any device. Its default
+  strategy, ``"chain"``, makes the sklearn solver's fits: the same sequence of warm-started fits,
+  each by scipy's L-BFGS-B repeated step for step (``transfer/lbfgsb.py``) with scikit-learn's
+  options, in float64. Most of the original's fits stop at the 100-iteration cap, and its C is
+  chosen among their val scores, so only the same capped fits give the same C; a solver run to
+  convergence picks another. The converged strategies (``"path"``, ``"batched"``, float32)
+  stop, like scikit-learn, when the largest gradient entry is <= ``tol``; their L-BFGS is
   written here rather than taken from ``torch.optim.LBFGS`` because it must solve many problems
   at once with a line search each, carry curvature pairs from one C to the next, and accept
   steps by the gradient once float32 losses stop resolving decreases.
