@@ -57,6 +57,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--data-root", default=None)
+    parser.add_argument("--sensitivity", action="store_true",
+                        help="also run scikit-learn on column-permuted features (noise floor)")
     args = parser.parse_args()
 
     spec = get_dataset_spec(args.dataset)
@@ -100,7 +102,8 @@ def main() -> None:
     }
     data["test"] = (features["test"].numpy(), splits["test"].targets)
     solvers = benchmark_solvers(
-        data=data, metric=spec.metric, device=args.device, strategies=("chain", "path")
+        data=data, metric=spec.metric, device=args.device, strategies=("chain", "path"),
+        sensitivity=args.sensitivity,
     )
     sk, ours, converged = solvers["sklearn"], solvers["torch_chain"], solvers["torch_path"]
     sk_s = sk["grid_seconds"] + sk["refit_seconds"]
@@ -122,7 +125,10 @@ def main() -> None:
         f"time ratio {original_s / timings[0]:.2f}x"
     )
     print(f"extraction, ours rerun (cache):                  {timings[1]:8.3f} s")
-    for label, run in (("torch chain", ours), ("torch converged path", converged)):
+    runs = [("torch chain", ours), ("torch converged path", converged)]
+    if args.sensitivity:
+        runs.insert(0, ("sklearn, columns permuted", solvers["sklearn_permuted"]))
+    for label, run in runs:
         run_s = run["grid_seconds"] + run["refit_seconds"]
         print(
             f"C search + refit: sklearn {sk_s:.1f} s (C={sk['best_C']:.4g} #{sk['best_index']}, "

@@ -524,6 +524,11 @@ class _TorchProblem:
     def __init__(
         self, x: np.ndarray, y: np.ndarray, device: torch.device, dtype: torch.dtype = torch.float32
     ):
+        if dtype == torch.float64 and device.type == "mps":
+            raise LogregError(
+                "Apple's MPS has no float64, which the torch chain needs to repeat the "
+                "original's fits; use --solver sklearn (CPU) there"
+            )
         self.device = device
         self.dtype = dtype
         self.x = torch.as_tensor(np.ascontiguousarray(x), dtype=dtype, device=device)

@@ -346,6 +346,12 @@ def test_bad_inputs_raise_clear_errors(data):
         logreg.fit_logreg(x, y[:-1], 1.0)
     with pytest.raises(logreg.LogregError, match="C must be > 0"):
         logreg.fit_logreg(x, y, 0.0)
+    with pytest.raises(logreg.LogregError, match="unknown strategy 'newton'; expected one"):
+        logreg.fit_logreg_grid(x, y, vx, vy, [1.0], "accuracy", solver="torch", strategy="newton")
+    with pytest.raises(logreg.LogregError, match="unknown precision 'fp16'"):
+        logreg.fit_logreg(x, y, 1.0, solver="torch", precision="fp16")
+    with pytest.raises(logreg.LogregError, match="unknown sklearn_stopping 'strict'"):
+        logreg.fit_logreg(x, y, 1.0, solver="torch", sklearn_stopping="strict")
     if not torch.cuda.is_available():
         with pytest.raises(logreg.LogregError, match="CUDA is not available"):
             logreg.fit_logreg(x, y, 1.0, solver="torch", device="cuda")
