@@ -149,6 +149,16 @@ def _cubic_gamma(theta: float, da: float, db: float, clamp: bool = False) -> flo
     return s * math.sqrt(max(0.0, inside) if clamp else inside)
 
 
+def _cubic_minimiser(stp, fp, dp, other, fo, do):
+    """Minimiser of the cubic through (stp, fp, dp) and (other, fo, do), as dcstep rounds it."""
+    theta = 3.0 * (fo - fp) / (stp - other) + do + dp
+    gamma = _cubic_gamma(theta, do, dp)
+    if stp > other:
+        gamma = -gamma
+    r = ((gamma - dp) + theta) / (((gamma - dp) + gamma) + do)
+    return stp + r * (other - stp)
+
+
 def _interpolate(stx, fx, dx, sty, fy, dy, stp, fp, dp, bracketed, stpmin, stpmax):
     """MINPACK-2's dcstep: a safeguarded step and the updated interval of uncertainty."""
     opposite = (dp > 0) != (dx > 0) and dp != 0 and dx != 0
@@ -163,12 +173,7 @@ def _interpolate(stx, fx, dx, sty, fy, dy, stp, fp, dp, bracketed, stpmin, stpma
         stpf = stpc if abs(stpc - stx) <= abs(stpq - stx) else stpc + (stpq - stpc) / 2.0
         bracketed = True
     elif opposite:  # derivatives of opposite sign: bracketed
-        theta = 3.0 * (fx - fp) / (stp - stx) + dx + dp
-        gamma = _cubic_gamma(theta, dx, dp)
-        if stp > stx:
-            gamma = -gamma
-        r = ((gamma - dp) + theta) / (((gamma - dp) + gamma) + dx)
-        stpc = stp + r * (stx - stp)
+        stpc = _cubic_minimiser(stp, fp, dp, stx, fx, dx)
         stpq = stp + (dp / (dp - dx)) * (stx - stp)
         stpf = stpc if abs(stpc - stp) > abs(stpq - stp) else stpq
         bracketed = True
@@ -193,12 +198,7 @@ def _interpolate(stx, fx, dx, sty, fy, dy, stp, fp, dp, bracketed, stpmin, stpma
             stpf = stpc if abs(stpc - stp) > abs(stpq - stp) else stpq
             stpf = min(max(stpf, stpmin), stpmax)
     elif bracketed:  # same sign, not decreasing: cubic through stp and sty
-        theta = 3.0 * (fp - fy) / (sty - stp) + dy + dp
-        gamma = _cubic_gamma(theta, dy, dp)
-        if stp > sty:
-            gamma = -gamma
-        r = ((gamma - dp) + theta) / (((gamma - dp) + gamma) + dy)
-        stpf = stp + r * (sty - stp)
+        stpf = _cubic_minimiser(stp, fp, dp, sty, fy, dy)
     else:
         stpf = stpmax if stp > stx else stpmin
     if fp > fx:
