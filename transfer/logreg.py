@@ -327,7 +327,8 @@ class _Objective:
             data_loss = losses.sum(0, dtype=torch.float64) / self.n
         else:
             flat_w = weights.reshape(a * self.k, self.d)
-            logits = (self.x @ flat_w.T).view(self.n, a, self.k)
+            # (W X^T)^T rather than X W^T: for few classes MKL's float64 GEMM is up to 2x faster
+            logits = torch.mm(flat_w, self.x.T).T.reshape(self.n, a, self.k)
             logits += params[:, self.n_weights :].reshape(1, a, self.k)
             log_norm = torch.logsumexp(logits, dim=2)  # (n, a)
             picked = logits.gather(2, self.y.view(-1, 1, 1).expand(self.n, a, 1)).squeeze(2)
