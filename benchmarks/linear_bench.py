@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.logreg_bench import benchmark_solvers  # noqa: E402
+from benchmarks.logreg_bench import benchmark_solvers, limit_threads  # noqa: E402
 from datasets import ImageDataset, build_transform, get_dataset_spec, load_split  # noqa: E402
 from models import load_backbone  # noqa: E402
 from transfer.cache import FeatureCache, cached_features, features_of_subset  # noqa: E402
@@ -59,7 +59,11 @@ def main() -> None:
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--sensitivity", action="store_true",
                         help="also run scikit-learn on column-permuted features (noise floor)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for everything (BLAS, OpenMP, torch); default: all")
     args = parser.parse_args()
+    if args.threads is not None:
+        limit_threads(args.threads)
 
     spec = get_dataset_spec(args.dataset)
     size = args.image_size or spec.default_image_size

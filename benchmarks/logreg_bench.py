@@ -164,6 +164,16 @@ def _compare(result: dict, sk: dict) -> None:
     result["max_val_diff_vs_sklearn"] = float(val_diff.max())
 
 
+def limit_threads(threads: int) -> None:
+    """The same thread budget for both solvers: numpy/scipy's BLAS and scikit-learn's OpenMP
+    through threadpoolctl (a scikit-learn dependency), torch through its own setting."""
+    import sklearn.linear_model  # noqa: F401  (load its OpenMP runtime so the limit reaches it)
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=threads)
+    torch.set_num_threads(threads)
+
+
 def _print(report: dict) -> None:
     print(f"data {report['shape']}, {report['grid_size']} C values, "
           f"{report['torch_threads']} torch threads, torch device {report['device']}")
@@ -206,13 +216,7 @@ def main() -> None:
     parser.add_argument("--json", help="also write the full report to this JSON file")
     args = parser.parse_args()
     if args.threads is not None:
-        # Same thread budget for both solvers: numpy/scipy's BLAS and scikit-learn's OpenMP
-        # through threadpoolctl (a scikit-learn dependency), torch through its own setting.
-        import sklearn.linear_model  # noqa: F401  (load its OpenMP runtime so the limit reaches it)
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(limits=args.threads)
-        torch.set_num_threads(args.threads)
+        limit_threads(args.threads)
     report = benchmark_solvers(
         Cs=logreg.default_C_grid(args.grid),
         device=args.device,
