@@ -87,7 +87,7 @@ def _run(solver: str, data, Cs, metric: str, device: str, sklearn_stopping: str 
         warm_start_from=grid.last_model if chain else grid.best_model,
         sklearn_stopping=sklearn_stopping, path_Cs=Cs,
         **{key: value for key, value in options.items()
-           if key in ("strategy", "tol", "max_iter", "history")},
+           if key in ("strategy", "precision", "tol", "max_iter", "history")},
     )
     refit_seconds = time.perf_counter() - start
     classes = None if final.multilabel else final.classes_
@@ -115,6 +115,7 @@ def benchmark_solvers(
     include_sklearn: bool = True,
     sklearn_stopping: str = "original",
     torch_tol: float = logreg.DEFAULT_TOL,
+    torch_precision: str | None = None,
     sensitivity: bool = False,
     **data_options,
 ) -> dict:
@@ -144,7 +145,8 @@ def benchmark_solvers(
     for strategy in strategies:
         if device.startswith("cuda"):
             torch.cuda.synchronize()
-        result = _run("torch", data, Cs, metric, device, strategy=strategy, tol=torch_tol)
+        result = _run("torch", data, Cs, metric, device, strategy=strategy, tol=torch_tol,
+                      precision=torch_precision)
         key = f"torch_{result['strategy']}"
         report[key] = result
         if include_sklearn:
@@ -204,6 +206,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--strategies", default="chain",
                         help="comma-separated torch strategies: chain, path, batched")
+    parser.add_argument("--torch-precision", choices=tuple(logreg.PRECISIONS), default=None,
+                        help="torch solver's dtype (default: float64 for chain, else float32)")
     parser.add_argument("--sensitivity", action="store_true",
                         help="also run scikit-learn on column-permuted features (noise floor)")
     parser.add_argument("--no-sklearn", action="store_true", help="time the torch solver only")
@@ -224,6 +228,7 @@ def main() -> None:
         include_sklearn=not args.no_sklearn,
         sklearn_stopping=args.sklearn_stopping,
         torch_tol=args.torch_tol,
+        torch_precision=args.torch_precision,
         sensitivity=args.sensitivity,
         n_train=args.n_train,
         n_val=args.n_val,
