@@ -355,3 +355,35 @@ def test_bad_inputs_raise_clear_errors(data):
     if not torch.cuda.is_available():
         with pytest.raises(logreg.LogregError, match="CUDA is not available"):
             logreg.fit_logreg(x, y, 1.0, solver="torch", device="cuda")
+
+
+def test_sklearn_fits_give_one_thread_to_scipys_own_blas_only(data):
+    """During a fit the BLAS shipped in scipy's wheel runs one thread (L-BFGS-B's vector
+    operations) while numpy's keeps its threads for the GEMMs; both are restored after."""
+    import os
+
+    import scipy
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    (x, y) = data["train"]
+    chain = logreg._SklearnChain()
+    wheel_libs = os.path.dirname(scipy.__file__) + ".libs"
+    seen = {}
+    fit = chain.estimator.fit
+
+    def spying_fit(*args):
+        seen.update({info["filepath"]: info["num_threads"] for info in threadpool_info()
+                     if info["user_api"] == "blas"})
+        return fit(*args)
+
+    chain.estimator.fit = spying_fit
+    with threadpool_limits(limits=2):
+        before = {info["filepath"]: info["num_threads"] for info in threadpool_info()
+                  if info["user_api"] == "blas"}
+        chain.fit(x.astype(np.float64), y, 1.0)
+        after = {info["filepath"]: info["num_threads"] for info in threadpool_info()
+                 if info["user_api"] == "blas"}
+    assert seen and after == before
+    for path, threads in seen.items():
+        expected = 1 if os.path.dirname(path) == wheel_libs else before[path]
+        assert threads == expected, path
