@@ -24,7 +24,7 @@ import torch
 # L-BFGS-B's line search constants (lnsrlb) and its bound on the step.
 LS_FTOL, LS_GTOL, LS_XTOL = 1e-3, 0.9, 0.1
 STEP_MAX = 1e10
-EPS = 2.220446049250313e-16
+EPS = torch.finfo(torch.float64).eps  # L-BFGS-B's machine epsilon, whatever the storage dtype
 
 STATUS = (
     "converged: max |g| <= gtol",
@@ -59,8 +59,8 @@ def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 class LineSearch:
     """MINPACK-2's dcsrch: a step satisfying the strong Wolfe conditions, by safeguarded cubic and
-    quadratic interpolation (More & Thuente 1994). Written from the published algorithm; call
-    ``start`` with f(0), f'(0) and a first step, then ``next`` with f and f' at each step until it
+    quadratic interpolation (More & Thuente 1994). Written from the published algorithm; build it
+    with f(0), f'(0) and a first step, then call ``next`` with f and f' at each step until it
     returns None (the last step is accepted: converged, or a warning, as L-BFGS-B accepts both)."""
 
     def __init__(self, f0: float, g0: float, step: float, step_max: float) -> None:

@@ -199,10 +199,14 @@ def _check_torch_options(strategy: str, precision: str | None) -> torch.dtype:
     return PRECISIONS[precision]
 
 
-def _sklearn_tol(stopping: str, n: int) -> float:
-    """scikit-learn's tol for the original's stopping rule on n samples (``SKLEARN_STOPPING``)."""
+def _check_stopping(stopping: str) -> None:
     if stopping not in SKLEARN_STOPPING:
         raise LogregError(f"unknown sklearn_stopping {stopping!r}; expected {SKLEARN_STOPPING}")
+
+
+def _sklearn_tol(stopping: str, n: int) -> float:
+    """scikit-learn's tol for the original's stopping rule on n samples (``SKLEARN_STOPPING``)."""
+    _check_stopping(stopping)
     return ORIGINAL_TOL / n if stopping == "original" else ORIGINAL_TOL
 
 
@@ -248,7 +252,7 @@ class _SklearnChain:
     ) -> None:
         from sklearn.linear_model import LogisticRegression
 
-        _sklearn_tol(stopping, 1)  # rejects an unknown rule before any fit
+        _check_stopping(stopping)
         self.stopping = stopping
         self.estimator = LogisticRegression(solver="lbfgs", warm_start=True)
         self.scipy_blas = _scipy_wheel_blas()
@@ -656,9 +660,7 @@ class _TorchProblem:
             rows, n_iter, converged = [], 0, True
             for column in range(self.columns_per_C):
                 lam = lam_all[index, column].view(1)
-                columns = (
-                    torch.tensor([column], device=self.device) if self.sigmoid else None
-                )
+                columns = torch.tensor([column], device=self.device) if self.sigmoid else None
 
                 def fun(params, lam=lam, columns=columns):
                     loss, grad = self.objective(params.view(1, -1), lam, columns)
