@@ -9,8 +9,8 @@ import sys
 from datasets import DatasetError
 from models import ModelError, load_backbone
 from transfer.arguments import add_feature_arguments
-from transfer.cache import FeatureCache
-from transfer.linear_probe import FeatureOptions, linear_probe
+from transfer.cache import FeatureCache, FeatureOptions
+from transfer.linear_probe import linear_probe
 from transfer.logreg import LogregError
 from transfer.results import result_path, write_result
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from datasets import Split
+from datasets import Split, build_transform, get_dataset_spec, load_split
 from models.registry import REPO_ROOT
 from transfer.atomic import atomic_path
 
@@ -119,4 +121,79 @@ def cached_features(
             precision=precision,
             progress=progress,
         ),
+    )
+
+
+@dataclass
+class FeatureOptions:
+    """How features are computed: the same for every protocol that uses the cache."""
+
+    image_size: int | None = None
+    batch_size: int = 64
+    device: str = "cpu"
+    workers: int = 2
+    precision: str = "fp32"
+    progress: bool = True
+
+
+MANY_SHOT_SPLITS = ("trainval", "test", "train", "val")
+
+
+@dataclass
+class ManyShotFeatures:
+    """Features and targets of a many-shot dataset's four splits (SPEC section 2)."""
+
+    splits: dict[str, Split]
+    features: dict[str, np.ndarray]
+    image_size: int
+    cached: bool  # trainval and test were both served from the cache
+    seconds: float
+
+    def targets(self, name: str) -> np.ndarray:
+        return self.splits[name].targets
+
+
+def many_shot_features(
+    backbone,
+    dataset: str,
+    *,
+    data_root=None,
+    cache: FeatureCache | None = None,
+    options: FeatureOptions | None = None,
+) -> ManyShotFeatures:
+    """Extract trainval and test once (through the cache); train and val are rows of trainval."""
+    start = time.perf_counter()
+    spec = get_dataset_spec(dataset)
+    options = options or FeatureOptions()
+    image_size = options.image_size or spec.default_image_size
+    transform = build_transform("eval", image_size, backbone.normalize)
+    cache = cache or FeatureCache()
+    splits = {name: load_split(dataset, name, data_root) for name in MANY_SHOT_SPLITS}
+    extracted = {
+        name: cached_features(
+            backbone,
+            splits[name],
+            transform,
+            cache,
+            batch_size=options.batch_size,
+            device=options.device,
+            workers=options.workers,
+            precision=options.precision,
+            progress=options.progress,
+        )
+        for name in ("trainval", "test")
+    }
+    trainval_x = extracted["trainval"][0]
+    features = {
+        "trainval": trainval_x.numpy(),
+        "test": extracted["test"][0].numpy(),
+        "train": features_of_subset(splits["train"], splits["trainval"], trainval_x).numpy(),
+        "val": features_of_subset(splits["val"], splits["trainval"], trainval_x).numpy(),
+    }
+    return ManyShotFeatures(
+        splits=splits,
+        features=features,
+        image_size=image_size,
+        cached=all(hit for _, hit in extracted.values()),
+        seconds=time.perf_counter() - start,
     )

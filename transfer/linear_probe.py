@@ -4,28 +4,15 @@ train+val, scored on test, with calibration."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from datasets import build_transform, get_dataset_spec, load_split
+from datasets import get_dataset_spec
 from transfer import metrics
-from transfer.cache import FeatureCache, cached_features, features_of_subset
+from transfer.cache import FeatureCache, FeatureOptions, many_shot_features
 from transfer.calibration import expected_calibration_error, temperature_scaled_ece
 from transfer.logreg import default_C_grid, fit_logreg, fit_logreg_grid
-
-
-@dataclass
-class FeatureOptions:
-    """How features are computed: the same for every protocol that uses the cache."""
-
-    image_size: int | None = None
-    batch_size: int = 64
-    device: str = "cpu"
-    workers: int = 2
-    precision: str = "fp32"
-    progress: bool = True
 
 
 def linear_probe(
@@ -44,40 +31,11 @@ def linear_probe(
     start = time.perf_counter()
     spec = get_dataset_spec(dataset)
     options = features or FeatureOptions()
-    image_size = options.image_size or spec.default_image_size
-    transform = build_transform("eval", image_size, backbone.normalize)
-    cache = cache or FeatureCache()
-    splits = {
-        name: load_split(dataset, name, data_root) for name in ("trainval", "test", "train", "val")
-    }
-
-    def extract(split):
-        return cached_features(
-            backbone,
-            split,
-            transform,
-            cache,
-            batch_size=options.batch_size,
-            device=options.device,
-            workers=options.workers,
-            precision=options.precision,
-            progress=options.progress,
-        )
-
-    (trainval_x, hit_trainval), (test_x, hit_test) = (
-        extract(splits["trainval"]),
-        extract(splits["test"]),
+    extracted = many_shot_features(
+        backbone, dataset, data_root=data_root, cache=cache, options=options
     )
-    feature_seconds = time.perf_counter() - start
-    # train and val are parts of trainval: their features are rows of the same extraction
-    train_x = features_of_subset(splits["train"], splits["trainval"], trainval_x)
-    val_x = features_of_subset(splits["val"], splits["trainval"], trainval_x)
-    to_numpy = {
-        "trainval": trainval_x.numpy(),
-        "test": test_x.numpy(),
-        "train": train_x.numpy(),
-        "val": val_x.numpy(),
-    }
+    splits, to_numpy = extracted.splits, extracted.features
+    feature_seconds = extracted.seconds
     # the sklearn solver runs where scikit-learn runs; torch's follows the features by default
     solver_device = "cpu" if solver == "sklearn" else solver_device or options.device
 
@@ -136,10 +94,10 @@ def linear_probe(
         "ece_scaled": ece_scaled,
         **grid_record,
         "solver": solver,
-        "image_size": image_size,
+        "image_size": extracted.image_size,
         "normalize": backbone.normalize,
         "sizes": {name: len(split) for name, split in splits.items()},
-        "features_cached": bool(hit_trainval and hit_test),
+        "features_cached": extracted.cached,
         "timings": {
             "features_s": feature_seconds,
             "search_s": search_seconds,
