@@ -27,8 +27,30 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1, so that a bad value fails as a usage error (exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+    if not (0 < value < float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
+    return value
+
+
 def add_feature_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of the protocols that run on cached features (linear.py, few_shot.py)."""
+    """Options of the protocols that run on cached features (linear.py, few_shot.py, knn.py)."""
     parser.add_argument(
         "-i",
         "--image-size",

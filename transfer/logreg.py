@@ -210,8 +210,9 @@ def _sklearn_tol(stopping: str, n: int) -> float:
     return ORIGINAL_TOL / n if stopping == "original" else ORIGINAL_TOL
 
 
-def _first_best(scores: Sequence[float]) -> int:
-    """Index of the first strictly best score, walking in order (NaN never wins)."""
+def first_best(scores: Sequence[float]) -> int:
+    """Index of the first strictly best score, walking in order (NaN never wins): how the linear
+    probe picks C and the kNN probe picks k."""
     best_index, best = 0, -math.inf
     for index, value in enumerate(scores):
         if value > best:
@@ -877,7 +878,7 @@ def fit_logreg_grid(
             "iterations": sum(model.n_iter for model in models),
             "evaluations": problem.objective.evaluations,
         }
-    best = _first_best(scores)
+    best = first_best(scores)
     return GridSearchResult(
         best_C=Cs[best],
         best_index=best,

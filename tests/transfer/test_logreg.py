@@ -129,8 +129,8 @@ def test_original_stopping_rule_is_scikit_learn_022s_objective_and_tol(data):
 
 
 def test_ties_go_to_the_first_value_in_grid_order():
-    assert logreg._first_best([50.0, 70.0, 70.0, 60.0]) == 1
-    assert logreg._first_best([float("nan"), 10.0, 10.0]) == 1
+    assert logreg.first_best([50.0, 70.0, 70.0, 60.0]) == 1
+    assert logreg.first_best([float("nan"), 10.0, 10.0]) == 1
 
 
 def test_torch_fit_matches_tightly_converged_sklearn(data):
