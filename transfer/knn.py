@@ -63,11 +63,11 @@ def _as_tensor(features, device: str | torch.device) -> torch.Tensor:
     return tensor.to(device=device, dtype=dtype)
 
 
-def _label_matrix(labels, num_classes: int | None, device, dtype) -> torch.Tensor:
-    """(n, C) label vectors: one-hot rows for class indices, the 0/1 rows of multi-label sets."""
+def _labels(labels, num_classes: int | None, device) -> tuple[torch.Tensor, int]:
+    """``(labels, C)``: (n,) int64 class indices, or the (n, C) 0/1 rows of multi-label sets."""
     labels = np.asarray(labels)
     if labels.ndim == 2:
-        return torch.as_tensor(labels).to(device=device, dtype=dtype)
+        return torch.as_tensor(labels, device=device), labels.shape[1]
     if labels.ndim != 1:
         raise KnnError(f"labels must be (n,) class indices or (n, C) 0/1, got {labels.shape}")
     classes = int(labels.max()) + 1 if num_classes is None else num_classes
@@ -75,8 +75,7 @@ def _label_matrix(labels, num_classes: int | None, device, dtype) -> torch.Tenso
         raise KnnError(
             f"class indices must lie in [0, {classes}), got {labels.min()}..{labels.max()}"
         )
-    index = torch.as_tensor(labels.astype(np.int64), device=device)
-    return F.one_hot(index, classes).to(dtype)
+    return torch.as_tensor(labels.astype(np.int64), device=device), classes
 
 
 def nearest_neighbours(
@@ -118,29 +117,44 @@ def nearest_neighbours(
 def _vote(
     similarities: torch.Tensor,
     indices: torch.Tensor,
-    label_matrix: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int,
     ks: Sequence[int],
     temperature: float,
+    dtype: torch.dtype,
+    block_elements: int = 1 << 22,
 ) -> dict[int, torch.Tensor]:
-    """Class scores for every k from one sorted neighbour list: a running weighted sum of label
-    vectors, read off at each k. Weights are ``exp((sim - sim_max) / T)``, i.e. ``exp(sim / T)``
-    scaled per query, which changes neither the argmax nor the weighted average but cannot
-    overflow. A plain loop over the neighbours (no scatter with atomics) keeps the sums in one
-    fixed order on every device, so exact ties stay exact."""
-    sims = similarities.to(label_matrix.dtype)
+    """Class scores for every k from one sorted neighbour list: the weighted sum of the first k
+    neighbours' label vectors over the sum of their weights.
+
+    Weights are ``exp((sim - sim_max) / T)``, i.e. ``exp(sim / T)`` scaled per query, which
+    changes neither the argmax nor the weighted average but cannot overflow. Class indices are
+    added one neighbour rank at a time (a running sum read off at each k): no two additions of
+    one step hit the same cell, so the sums come out the same on every device and run (no
+    atomics racing), and exact ties stay exact. Multi-label rows are gathered and contracted,
+    ``block_elements`` gathered entries at a time (bounded memory).
+    """
+    sims = similarities.to(dtype)
     weights = torch.exp((sims - sims[:, :1]) / temperature)
-    total = torch.zeros(
-        len(sims), label_matrix.shape[1], dtype=label_matrix.dtype, device=label_matrix.device
-    )
-    weight_sum = torch.zeros(len(sims), 1, dtype=label_matrix.dtype, device=label_matrix.device)
-    wanted, out = set(ks), {}
-    for j in range(max(ks)):
-        w = weights[:, j : j + 1]
-        total += w * label_matrix[indices[:, j]]
-        weight_sum += w
-        if j + 1 in wanted:
-            out[j + 1] = total / weight_sum
-    return out
+    out: dict[int, torch.Tensor] = {}
+    if labels.ndim == 1:
+        neighbour_classes = labels[indices]
+        total = torch.zeros(len(sims), num_classes, dtype=dtype, device=sims.device)
+        wanted = set(ks)
+        for j in range(max(ks)):
+            total.scatter_add_(1, neighbour_classes[:, j : j + 1], weights[:, j : j + 1])
+            if j + 1 in wanted:
+                out[j + 1] = total / weights[:, : j + 1].sum(1, keepdim=True)
+        return out
+    step = max(1, block_elements // (indices.shape[1] * num_classes))
+    parts: dict[int, list[torch.Tensor]] = {k: [] for k in ks}
+    for start in range(0, len(sims), step):
+        w = weights[start : start + step]
+        rows = labels[indices[start : start + step]].to(dtype)  # (q, max k, C)
+        for k in ks:
+            total = torch.einsum("qk,qkc->qc", w[:, :k], rows[:, :k])
+            parts[k].append(total / w[:, :k].sum(1, keepdim=True))
+    return {k: torch.cat(chunks) for k, chunks in parts.items()}
 
 
 def _chunks(n: int, size: int) -> Iterator[slice]:
@@ -190,7 +204,7 @@ def knn_class_scores(
         train = F.normalize(train, dim=1)
     # the votes in float64 (MPS has none): exact sums, so ties are decided only by real ties
     vote_dtype = torch.float32 if torch.device(device).type == "mps" else torch.float64
-    labels = _label_matrix(train_labels, num_classes, device, vote_dtype)
+    labels, num_classes = _labels(train_labels, num_classes, device)
     parts: dict[int, list[np.ndarray]] = {k: [] for k in ks}
     chunks = list(_chunks(len(queries_all), query_chunk))
     with torch.inference_mode():
@@ -201,9 +215,10 @@ def knn_class_scores(
             sims, indices = nearest_neighbours(
                 train, queries, ks[-1], metric_space, train_chunk=train_chunk
             )
-            for k, scores in _vote(sims, indices, labels, ks, temperature).items():
+            votes = _vote(sims, indices, labels, num_classes, ks, temperature, vote_dtype)
+            for k, scores in votes.items():
                 parts[k].append(scores.cpu().numpy())
-    empty = np.zeros((0, labels.shape[1]))
+    empty = np.zeros((0, num_classes))
     return {k: np.concatenate(parts[k]) if parts[k] else empty for k in ks}
 
 
