@@ -8,7 +8,7 @@
     python sweep.py ... --extra finetune='--steps 500 --grid-size 2' --dry-run
 
 Shortcuts: models all | paper; datasets all | many-shot | cross-domain | few-shot;
-protocols all. Pairs a protocol does not apply to (linear/finetune on a cross-domain set,
+protocols all. Pairs a protocol does not apply to (linear/finetune/knn on a cross-domain set,
 few-shot on VOC2007) are left out.
 """
 
@@ -67,7 +67,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     passed = parser.add_argument_group("passed to every protocol script")
     passed.add_argument("--models-dir", default=None, help="common-format checkpoints")
     passed.add_argument("--data-root", default=None, help="folder of the dataset folders")
-    passed.add_argument("--cache-dir", default=None, help="feature cache (linear, few_shot)")
+    passed.add_argument("--cache-dir", default=None, help="feature cache (linear, few_shot, knn)")
     passed.add_argument("--device", default=None, help="cuda or cpu (default: the script's)")
     passed.add_argument("--image-size", type=int, default=None,
                         help="input size (default: the dataset's)")

@@ -25,7 +25,7 @@ from models.registry import MODELS, PAPER_MODELS
 from transfer.atomic import atomic_path
 
 PAPER_DIR = Path(__file__).resolve().parent / "paper"
-SCORE_PROTOCOLS = ("linear", "few_shot", "finetune")
+SCORE_PROTOCOLS = ("linear", "few_shot", "finetune", "knn")
 DETECTION_MODES = ("frozen", "finetune")
 DETECTION_METRICS = ("AP", "AP50", "AP75")
 # Our column (the paper's CSV name) -> the key the dense scripts write (transfer/dense/).
@@ -244,11 +244,13 @@ def _pivot(rows: pd.DataFrame, value: str) -> pd.DataFrame:
 
 
 def score_tables(scores: pd.DataFrame) -> list[Table]:
-    """Many-shot linear and finetune (with the average), then one few-shot table per shot count
-    (averages over the many-shot and the cross-domain sets apart, as the paper's Tables 2-3)."""
+    """Many-shot linear, finetune and kNN (with the average), then one few-shot table per shot
+    count (averages over the many-shot and the cross-domain sets apart, as the paper's Tables
+    2-3). The paper has no kNN, so ``--paper`` has nothing to set beside that table."""
     tables = []
     for protocol, title in (("linear", "Many-shot linear evaluation"),
-                            ("finetune", "Many-shot finetuning")):
+                            ("finetune", "Many-shot finetuning"),
+                            ("knn", "Many-shot weighted kNN (k chosen on val)")):
         rows = scores[scores["protocol"] == protocol]
         if len(rows):
             values = _pivot(rows, "score")

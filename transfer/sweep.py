@@ -27,10 +27,11 @@ from datasets.registry import DATASETS
 from models.registry import MODELS, PAPER_MODELS, REPO_ROOT, default_models_dir
 from transfer.results import result_path
 
-PROTOCOLS: tuple[str, ...] = ("linear", "few_shot", "finetune")
-SCRIPTS = {"linear": "linear.py", "few_shot": "few_shot.py", "finetune": "finetune.py"}
+PROTOCOLS: tuple[str, ...] = ("linear", "few_shot", "finetune", "knn")
+SCRIPTS = {"linear": "linear.py", "few_shot": "few_shot.py", "finetune": "finetune.py",
+           "knn": "knn.py"}
 #: Only the feature-based protocols keep a feature cache.
-CACHED_PROTOCOLS = frozenset({"linear", "few_shot"})
+CACHED_PROTOCOLS = frozenset({"linear", "few_shot", "knn"})
 PAPER_N_SUPPORT: tuple[int, ...] = (5, 20, 50)
 
 _PAPER_DATASETS = [name for name, spec in DATASETS.items() if not spec.demo]
@@ -97,7 +98,7 @@ def expand_protocols(names: Iterable[str]) -> list[str]:
 def not_applicable(protocol: str, dataset: str) -> str | None:
     """Why ``protocol`` does not run on ``dataset`` (SPEC sections 2, 4-6), or None if it does."""
     spec = DATASETS[dataset]
-    if protocol in ("linear", "finetune") and spec.few_shot_only:
+    if protocol in ("linear", "finetune", "knn") and spec.few_shot_only:
         return "a cross-domain set is few-shot only"
     if protocol == "few_shot" and spec.multilabel:
         return "multi-label, so no few-shot classes"

@@ -282,3 +282,39 @@ def test_missing_or_empty_results_folder(tmp_path):
         report.gather_results(tmp_path / "nope")
     with pytest.raises(ReportError, match=r"no result files \(expected <protocol>/\*\.json"):
         report.gather_results(tmp_path)
+
+
+def test_knn_table_beside_linear_without_paper_column_and_in_the_correlation(tmp_path):
+    rng = random.Random(5)
+    knn = {}
+    for model in [*MODELS, "random"]:
+        for dataset in ("dtd", "voc2007"):
+            knn[model, dataset] = rng.uniform(20, 90)
+            metric = "voc11_map" if dataset == "voc2007" else "accuracy"
+            _write(tmp_path / "knn" / f"{model}__{dataset}.json",
+                   {"protocol": "knn", "model": model, "dataset": dataset, "metric": metric,
+                    "score": knn[model, dataset], "k": 20, "test_scores": {"20": 1.0}})
+        _write(tmp_path / "linear" / f"{model}__dtd.json",
+               {"protocol": "linear", "model": model, "dataset": "dtd", "score": 50.0})
+    result = report.write_report(tmp_path, tmp_path / "out", paper=True)
+    tables = _by_name(result.tables)
+    assert [name for name in tables][:2] == ["linear", "knn"]
+    values = tables["knn"].values
+    assert list(values.columns) == ["dtd", "voc2007", "average"]
+    for (model, dataset), score in knn.items():
+        assert values.at[model, dataset] == pytest.approx(score)
+    assert values.at["byol", "average"] == pytest.approx(
+        (knn["byol", "dtd"] + knn["byol", "voc2007"]) / 2)
+    assert "linear_vs_paper" in _by_name(result.comparisons)
+    assert not any(c.name.startswith("knn") for c in result.comparisons)  # the paper has none
+    top1 = _paper_top1()
+    x = [math.log(top1[m] / (100 - top1[m])) for m in MODELS]
+    y = [math.log(knn[m, "dtd"] / (100 - knn[m, "dtd"])) for m in MODELS]
+    row = result.correlation.values.loc["knn / dtd"]
+    assert row["n_models"] == len(MODELS)
+    assert row["pearson_r"] == pytest.approx(stats.pearsonr(x, y).statistic)
+    assert row["spearman_rho"] == pytest.approx(stats.spearmanr(x, y).statistic)
+    page = (tmp_path / "out" / "report.md").read_text()
+    assert "## Many-shot weighted kNN (k chosen on val)" in page
+    assert (tmp_path / "out" / "tables" / "knn.csv").is_file()
+    assert (tmp_path / "out" / "plots" / "knn_vs_imagenet.png").is_file()

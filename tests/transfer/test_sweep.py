@@ -35,14 +35,14 @@ def test_model_and_protocol_shortcuts(tmp_path):
     assert sweep.expand_models(["random", "all"])[0] == "random"
     assert sweep.expand_models(["all"])[-1] == "random"
     assert len(sweep.expand_models(["random", "all"])) == 15
-    assert sweep.expand_protocols(["all"]) == ["linear", "few_shot", "finetune"]
+    assert sweep.expand_protocols(["all"]) == ["linear", "few_shot", "finetune", "knn"]
 
 
 def test_unknown_names_are_rejected_with_the_choices(tmp_path):
     with pytest.raises(SweepError, match=r"unknown dataset 'imagenet'.*many-shot.*cifar10"):
         sweep.expand_datasets(["imagenet"])
-    with pytest.raises(SweepError, match=r"unknown protocol 'knn'.*few_shot"):
-        sweep.expand_protocols(["knn"])
+    with pytest.raises(SweepError, match=r"unknown protocol 'dino'.*few_shot, finetune, knn"):
+        sweep.expand_protocols(["dino"])
     with pytest.raises(SweepError, match=rf"unknown model 'mine'.*{tmp_path}"):
         sweep.expand_models(["mine"], tmp_path)
     (tmp_path / "mine.pth").write_bytes(b"")
@@ -58,7 +58,7 @@ def test_extra_arguments_are_split_per_protocol_and_cannot_override_the_grid():
     with pytest.raises(SweepError, match="expected PROTOCOL=ARGS"):
         sweep.parse_extra(["--steps 500"])
     with pytest.raises(SweepError, match="expected PROTOCOL=ARGS"):
-        sweep.parse_extra(["knn=--k 20"])
+        sweep.parse_extra(["dino=--k 20"])
     with pytest.raises(SweepError, match="--dataset is set by the sweep"):
         sweep.parse_extra(["linear=--dataset=cifar10"])
     with pytest.raises(SweepError, match="--n-support is set by the sweep"):
@@ -101,6 +101,24 @@ def test_cell_commands_pass_the_shared_options_through(tmp_path):
     assert finetune[1].endswith("finetune.py")
     assert "--cache-dir" not in finetune  # finetuning trains the backbone: no feature cache
     assert finetune[-2:] == ["--steps", "10"]
+
+
+def test_knn_cells_run_knn_py_on_the_cache_and_skip_cross_domain_sets(tmp_path):
+    import knn
+
+    options = _options(tmp_path, models_dir="/m", data_root="/d", cache_dir="/c", device="cpu",
+                       image_size=32, workers=0, extra={"knn": ("--k", "20", "--tries", "3")})
+    plan = sweep.plan_grid(["random"], ["dtd", "voc2007", "eurosat"], ["knn"], options)
+    assert [cell.name for cell in plan.to_run] == ["knn/random__dtd", "knn/random__voc2007"]
+    assert plan.not_applicable == [("knn", "eurosat", "a cross-domain set is few-shot only")]
+    cell = plan.to_run[0]
+    assert cell.argv[1] == str(Path(sweep.REPO_ROOT) / "knn.py")
+    assert cell.outputs == (tmp_path / "results" / "knn" / "random__dtd.json",)
+    # knn.py takes every option the sweep passes it
+    args = knn.parse_args(list(cell.argv[2:]))
+    assert (args.model, args.dataset, args.cache_dir, args.image_size, args.workers) == (
+        "random", "dtd", "/c", 32, 0)
+    assert (args.k, args.tries, args.results_dir) == ([20], 3, str(tmp_path / "results"))
 
 
 def test_expected_outputs_are_the_scripts_result_files(tmp_path):
