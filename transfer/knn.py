@@ -202,7 +202,7 @@ def knn_class_scores(
     check_k_fits(ks, len(train))
     if metric_space == "cosine":
         train = F.normalize(train, dim=1)
-    # the votes in float64 (MPS has none): exact sums, so ties are decided only by real ties
+    # votes in float64 (MPS has none): weights spanning many orders of magnitude keep their sum
     vote_dtype = torch.float32 if torch.device(device).type == "mps" else torch.float64
     labels, num_classes = _labels(train_labels, num_classes, device)
     parts: dict[int, list[np.ndarray]] = {k: [] for k in ks}

@@ -76,11 +76,12 @@ def knn_probe(
     splits, x = extracted.splits, extracted.features
     num_classes = len(splits["trainval"].classes)
 
-    def scores_for(train_x, train_y, query_x, query_y, these_ks) -> dict[int, float]:
+    def scores_for(train_x, train_y, query_x, query_y, these_ks, progress=False) -> dict:
         class_scores = knn_class_scores(
             train_x, train_y, query_x, these_ks,
             temperature=temperature, metric_space=metric_space, num_classes=num_classes,
             device=options.device, query_chunk=query_chunk, train_chunk=train_chunk,
+            progress=progress,
         )  # fmt: skip
         return {k: metrics.score(spec.metric, query_y, class_scores[k]) for k in these_ks}
 
@@ -91,7 +92,9 @@ def knn_probe(
 
     test_start = time.perf_counter()
     trainval_y = splits["trainval"].targets
-    test = scores_for(x["trainval"], trainval_y, x["test"], splits["test"].targets, ks)
+    test = scores_for(
+        x["trainval"], trainval_y, x["test"], splits["test"].targets, ks, options.progress
+    )
     test_seconds = time.perf_counter() - test_start
 
     low_shot_start = time.perf_counter()

@@ -15,7 +15,7 @@ from sklearn.neighbors import KNeighborsClassifier
 import knn
 from datasets import load_split
 from models.backbone import load_backbone
-from tests.cli.test_linear_cli import IMAGE_SIZE, direct_features
+from tests.cli.test_linear_cli import direct_features, linear_argv
 from tests.fixtures.checkpoints import write_common_format
 from tests.fixtures.dataset_layouts import write_layout
 from transfer.cache import FeatureCache, FeatureOptions, many_shot_features
@@ -32,13 +32,8 @@ def models_dir(tmp_path_factory):
 
 
 def knn_argv(dataset, models_dir, data_root, tmp_path, *extra):
-    """knn.py's arguments for the synthesised model on a fixture, caches under tmp_path."""
-    return [
-        "-d", dataset, "-m", "tiny-resnet", "-i", str(IMAGE_SIZE), *extra,
-        "--models-dir", str(models_dir), "--data-root", str(data_root),
-        "--cache-dir", str(tmp_path / "f"), "--results-dir", str(tmp_path / "r"),
-        "--device", "cpu", "--workers", "0",
-    ]  # fmt: skip
+    """knn.py's arguments for the synthesised model on a fixture: linear.py's common ones."""
+    return linear_argv(dataset, models_dir, data_root, tmp_path, *extra)
 
 
 def sklearn_knn(k):
