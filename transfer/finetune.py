@@ -240,7 +240,7 @@ def search_grid(run: _Run, grid: list[tuple[float, float]]) -> list[dict]:
         stats, _, val_score = run.train_and_score(lr, wd, train_loader, eval_loader,
                                                   eval_targets, name, label)
         record = {**run.common_fields(), "stage": "search", "lr": lr, "wd": wd,
-                  "weight_decay": optimizer_weight_decay(lr, wd), "train_split": "train",
+                  "weight_decay": stats.weight_decay, "train_split": "train",
                   "eval_split": "val", "score": val_score, "n_train": len(train_loader.dataset),
                   "n_eval": len(eval_targets), "recipe": run.recipe, **_train_fields(stats)}
         run.finish_point(name, run.points_dir / f"{name}.json", record)
@@ -308,7 +308,7 @@ def run_finetune(settings: FinetuneSettings, context: Distributed = SINGLE_PROCE
     stats, logits, test_score = run.train_and_score(lr, wd, train_loader, eval_loader,
                                                     test_targets, name, f"final {name[6:]}")
     record = {**run.common_fields(), "stage": "final", "score": test_score, "lr": lr, "wd": wd,
-              "weight_decay": optimizer_weight_decay(lr, wd), **selection,
+              "weight_decay": stats.weight_decay, **selection,
               "train_split": "trainval", "eval_split": "test",
               "n_train": len(train_loader.dataset), "n_eval": len(test_targets),
               **_calibration(run.spec.metric, logits, test_targets), "recipe": final_recipe,

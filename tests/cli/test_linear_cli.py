@@ -203,6 +203,18 @@ def test_voc_map_with_given_C(models_dir, tmp_path, capsys):
     assert record["score"] == pytest.approx(100 * np.mean(aps), abs=1e-6)
 
 
+def test_defaults_are_the_papers_protocol():
+    """SPEC section 4: C searched on val over the 45 values of 1 / logspace(-6, 5, 45)."""
+    import inspect
+
+    from transfer.linear_probe import linear_probe
+
+    args = linear.parse_args([])
+    assert args.wd_values == 45 and args.C is None and args.solver == "sklearn"
+    assert inspect.signature(linear_probe).parameters["num_wd"].default == 45
+    assert inspect.signature(linear_probe).parameters["C"].default is None
+
+
 def test_missing_dataset_is_a_clear_error(models_dir, tmp_path, capsys):
     code = linear.main(
         [
