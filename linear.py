@@ -82,10 +82,11 @@ def main(argv: list[str] | None = None) -> int:
         f"Final accuracy for {backbone.name} on {args.dataset}: {record['score']:.2f}% "
         f"using hyperparameter C: {record['C']:.3f}"
     )
-    if record["ece"] is None:
-        print("ECE: n/a (multi-label), temperature scaled ECE: n/a")
+    if record["ece"] is None:  # multi-label, or too few test samples
+        print("ECE: n/a, temperature scaled ECE: n/a")
     else:
-        print(f"ECE: {record['ece']:.3f}, temperature scaled ECE: {record['ece_scaled']:.3f}")
+        print(f"ECE: {record['ece']:.3f}, "
+              f"temperature scaled ECE: {record['ece_temperature_scaled']:.3f}")
     return 0
 
 

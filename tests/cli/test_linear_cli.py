@@ -18,7 +18,7 @@ from models.backbone import load_backbone
 from tests.fixtures.checkpoints import write_common_format
 from tests.fixtures.dataset_layouts import write_layout, write_overlapping_images
 from transfer.cache import FeatureCache, FeatureOptions, many_shot_features
-from transfer.calibration import expected_calibration_error
+from transfer.calibration import expected_calibration_error, temperature_scaled_ece
 from transfer.logreg import default_C_grid, fit_logreg, fit_logreg_grid
 
 IMAGE_SIZE = 32
@@ -120,6 +120,9 @@ def test_chosen_C_and_score_equal_an_independent_sklearn_run(dataset, models_dir
     assert record["score"] == pytest.approx(score, abs=1e-9)
     columns = np.searchsorted(np.unique(xy["test"][1]), xy["test"][1])
     assert record["ece"] == pytest.approx(expected_calibration_error(logits, columns), abs=1e-6)
+    assert record["ece_temperature_scaled"] == pytest.approx(
+        temperature_scaled_ece(logits, columns), abs=1e-6)
+    assert "ece_scaled" not in record  # one key in every protocol (finetune's)
     assert (
         f"Final accuracy for tiny-resnet on {dataset}: {score:.2f}% using hyperparameter "
         f"C: {C:.3f}" in out
@@ -201,6 +204,19 @@ def test_voc_map_with_given_C(models_dir, tmp_path, capsys):
                 )
             )
     assert record["score"] == pytest.approx(100 * np.mean(aps), abs=1e-6)
+
+
+def test_too_few_test_samples_give_no_calibration(models_dir, tmp_path, capsys):
+    """3 test images cannot make 5 temperature-scaling folds: the record says None (as
+    finetune's), the run still finishes."""
+    data_root = tmp_path / "data"
+    write_layout("dtd", data_root, per_class=1)
+    assert linear.main(linear_argv("dtd", models_dir, data_root, tmp_path, "--C", "1")) == 0
+    out = capsys.readouterr().out
+    record = json.loads((tmp_path / "r" / "linear" / "tiny-resnet__dtd.json").read_text())
+    assert record["sizes"]["test"] == 3
+    assert record["ece"] is None and record["ece_temperature_scaled"] is None
+    assert "ECE: n/a, temperature scaled ECE: n/a" in out
 
 
 def test_defaults_are_the_papers_protocol():
