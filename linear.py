@@ -46,16 +46,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="fp32",
         help="backbone precision of the feature pass",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of torch's generator")
     add_feature_arguments(parser)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    import torch
-
-    torch.manual_seed(args.seed)
     try:
         backbone = load_backbone(args.model, args.models_dir, no_norm=args.no_norm)
         record = linear_probe(

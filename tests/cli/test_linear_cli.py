@@ -219,6 +219,16 @@ def test_too_few_test_samples_give_no_calibration(models_dir, tmp_path, capsys):
     assert "ECE: n/a, temperature scaled ECE: n/a" in out
 
 
+def test_no_seed_option(capsys):
+    """Nothing random runs in the linear protocol (the val split and the temperature folds use
+    SPEC's fixed seed 0; the fits are deterministic), and the original had no --seed: an option
+    that changed nothing would only suggest otherwise."""
+    with pytest.raises(SystemExit) as exit_info:
+        linear.parse_args(["--seed", "1"])
+    assert exit_info.value.code == 2
+    assert "unrecognized arguments: --seed 1" in capsys.readouterr().err
+
+
 def test_defaults_are_the_papers_protocol():
     """SPEC section 4: C searched on val over the 45 values of 1 / logspace(-6, 5, 45)."""
     import inspect
