@@ -1,7 +1,9 @@
 #!/usr/bin/env python
 """Convert common-format models/<name>.pth into detectron2 checkpoints models/detectron2/<name>.pkl.
 
-The detectron2 configs in detectron2-configs/ point MODEL.WEIGHTS at these pickles.
+The detectron2 configs in detectron2-configs/ point MODEL.WEIGHTS at these pickles. Besides the
+registered models, any common-format file converts: a name of models/<name>.pth, or a path to a
+.pth file (its pickle is named after the file).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from models.backbone import checkpoint_path, how_to_make_checkpoint
 from models.detectron2 import convert_checkpoint, detection_models
 from models.registry import ModelError, default_models_dir
 
@@ -20,8 +23,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     names = list(detection_models())
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
-        "--models", nargs="+", default=names, choices=names, metavar="NAME",
-        help=f"models to convert (default: all {len(names)}: {' '.join(names)})",
+        "--models", nargs="+", default=names, metavar="NAME",
+        help=f"models to convert: registered names, the name of any common-format"
+        f" <models-dir>/<name>.pth, or a path to a .pth file"
+        f" (default: all {len(names)}: {' '.join(names)})",
     )  # fmt: skip
     parser.add_argument(
         "--models-dir", type=Path,
@@ -37,15 +42,14 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = args.models_dir / "detectron2"
     converted, failed = [], []
     for name in tqdm(args.models, desc="converting", unit="model"):
-        src = args.models_dir / f"{name}.pth"
+        src = checkpoint_path(name, args.models_dir)
         if not src.is_file():
-            tqdm.write(
-                f"skip {name}: {src} not found"
-                f" (make it with: python download_and_prepare_models.py --models {name})"
-            )
+            how = ("random has no pretrained weights to transfer" if name == "random"
+                   else how_to_make_checkpoint(name, src))  # fmt: skip
+            tqdm.write(f"skip {name}: {src} not found; {how}")
             continue
         try:
-            dst = convert_checkpoint(src, out_dir / f"{name}.pkl")
+            dst = convert_checkpoint(src, out_dir / f"{src.stem}.pkl")
         except ModelError as err:
             tqdm.write(f"error {name}: {err}", file=sys.stderr)
             failed.append(name)

@@ -12,7 +12,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from models.detectron2 import detection_models
 from transfer.detection_results import MODES, DetectionResultsError, write_detection_result
 
 
@@ -22,12 +21,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--output-dir", type=Path, required=True,
                         help="the OUTPUT_DIR given to train_net.py")  # fmt: skip
-    parser.add_argument("--model", required=True, choices=list(detection_models()),
-                        metavar="NAME", help="model the run started from")  # fmt: skip
+    parser.add_argument("--model", required=True, metavar="NAME",
+                        help="model the run started from (byol, ..., or your model's name)")
     parser.add_argument("--mode", required=True, choices=MODES,
                         help="which config the run used")  # fmt: skip
-    parser.add_argument("--results-dir", type=Path, default=Path("results"),
-                        help="results root (default: results)")  # fmt: skip
+    parser.add_argument("--results-dir", type=Path, default=None,
+                        help="results root (default: $SSL_TRANSFER_RESULTS, else results/)")
     return parser.parse_args(argv)
 
 

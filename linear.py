@@ -46,16 +46,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="fp32",
         help="backbone precision of the feature pass",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of torch's generator")
     add_feature_arguments(parser)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    import torch
-
-    torch.manual_seed(args.seed)
     try:
         backbone = load_backbone(args.model, args.models_dir, no_norm=args.no_norm)
         record = linear_probe(
@@ -82,10 +78,11 @@ def main(argv: list[str] | None = None) -> int:
         f"Final accuracy for {backbone.name} on {args.dataset}: {record['score']:.2f}% "
         f"using hyperparameter C: {record['C']:.3f}"
     )
-    if record["ece"] is None:
-        print("ECE: n/a (multi-label), temperature scaled ECE: n/a")
+    if record["ece"] is None:  # multi-label, or too few test samples
+        print("ECE: n/a, temperature scaled ECE: n/a")
     else:
-        print(f"ECE: {record['ece']:.3f}, temperature scaled ECE: {record['ece_scaled']:.3f}")
+        print(f"ECE: {record['ece']:.3f}, "
+              f"temperature scaled ECE: {record['ece_temperature_scaled']:.3f}")
     return 0
 
 

@@ -1,15 +1,16 @@
 """Food-101: ``food-101/meta/{train,test}.json`` (class -> ['class/id', ...]).
 
-torchvision's Food101 reads exactly this layout (``<root>/food-101/meta``, no checksum in
-the constructor), so we use it and only turn its absolute paths into relative keys.
+The sample order is the original's: class by class in ``meta/classes.txt`` order, each
+class's images as listed in the JSON. The val split is a seeded shuffle of positions, so
+the order decides which images are val. torchvision's Food101 follows the JSON's key
+order instead, which on the real files does not start with ``apple_pie``; that is why we
+read the files ourselves.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-
-from torchvision.datasets import Food101
 
 from datasets.errors import DatasetError
 from datasets.layout import file_split, read_lines, require_dir, require_file
@@ -18,19 +19,21 @@ from datasets.splits import Split
 
 
 def read_food(spec: DatasetSpec, root: Path, part: str) -> Split:
-    """The official train / test lists; classes sorted (= ``meta/classes.txt``)."""
+    """The official train / test lists; classes (= labels) in ``meta/classes.txt`` order."""
     meta = root / "food-101" / "meta"
-    require_file(meta / f"{part}.json", spec)
+    listing_file = require_file(meta / f"{part}.json", spec)
     require_dir(root / "food-101" / "images", spec)
+    classes = read_lines(meta / "classes.txt", spec)
     try:
-        food = Food101(str(root), split=part)
-    except (json.JSONDecodeError, AttributeError, TypeError) as error:
-        raise DatasetError(f"{meta / f'{part}.json'}: not a class -> list JSON ({error})") from None
-    classes_file = meta / "classes.txt"
-    if classes_file.is_file() and read_lines(classes_file, spec) != food.classes:
-        raise DatasetError(f"{classes_file} disagrees with the classes of {meta / 'train.json'}")
-    # Food101 exposes its file list only as the private _image_files / _labels.
-    keys = [Path(path).relative_to(root).as_posix() for path in food._image_files]
-    return file_split(
-        spec, root, part, list(food.classes), keys, food._labels, meta / f"{part}.json"
-    )
+        listing = json.loads(listing_file.read_text(encoding="utf-8"))
+    except ValueError as error:  # JSONDecodeError and UnicodeDecodeError
+        raise DatasetError(f"{listing_file}: not a class -> list JSON ({error})") from None
+    if not isinstance(listing, dict) or not all(
+        isinstance(ids, list) and all(isinstance(i, str) for i in ids) for ids in listing.values()
+    ):
+        raise DatasetError(f"{listing_file}: not a class -> list JSON")
+    if sorted(listing) != sorted(classes):
+        raise DatasetError(f"{meta / 'classes.txt'} and {listing_file} list other classes")
+    keys = [f"food-101/images/{image_id}.jpg" for name in classes for image_id in listing[name]]
+    targets = [label for label, name in enumerate(classes) for _ in listing[name]]
+    return file_split(spec, root, part, classes, keys, targets, listing_file)

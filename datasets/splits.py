@@ -7,7 +7,8 @@ Readers (one module per on-disk format) return the official parts of a dataset (
   trainval = train + val;
 - otherwise: val = a random 20% of the official training set (numpy seed 0), train = the
   rest, trainval = the whole official training set in its original order;
-- fewshot = every part pooled (many-shot sets except voc2007), or the training data of
+- fewshot = every part pooled (many-shot sets except voc2007; train + val + test for the
+  predefined-val sets, as the original since its commit 05d01cc), or the training data of
   the cross-domain sets.
 """
 

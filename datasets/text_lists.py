@@ -135,9 +135,11 @@ def read_sun397(spec: DatasetSpec, root: Path, part: str) -> Split:
     """Partition 01: ``Training_01.txt`` / ``Testing_01.txt``; classes from ``ClassName.txt``.
 
     Classes are the ``ClassName.txt`` entries without their ``/<letter>/`` prefix, sorted
-    (as in the original). An image's class is its folder path; the original matched class
-    names as substrings of the path, which files e.g. ``/b/barn/...`` under ``bar``; we
-    use the exact folder.
+    (as in the original). An image's class is its exact folder path. The original took the
+    first class (in sorted order) whose ``'/<class>/'`` occurs in the image's full path:
+    slashes on both sides, so ``barn`` is never ``bar``. The two rules disagree only where
+    an earlier class's ``/<name>/`` occurs elsewhere in that path: a folder inside a nested
+    class path, or a folder of the data root itself (``/home/me/office/...``).
     """
     class_file = root / "ClassName.txt"
     classes = sorted(line[3:] for line in read_lines(class_file, spec))

@@ -54,6 +54,20 @@ def checkpoint_path(name: str, models_dir: str | Path | None = None) -> Path:
     return Path(models_dir or default_models_dir()) / f"{name}.pth"
 
 
+def how_to_make_checkpoint(name: str, path: Path) -> str:
+    """What to do when the common-format file ``path`` of model ``name`` is missing."""
+    spec: ModelSpec | None = MODELS.get(name)
+    if spec is None:
+        return (
+            f"{name!r} is not a registered model ({', '.join(MODELS)}); to evaluate your own "
+            f"ResNet-50, save its torchvision state dict without fc.* as {path}"
+        )
+    how = f"create it with: python download_and_prepare_models.py --models {name}"
+    if spec.manual_steps:
+        how += f" --from FILE\n{spec.manual_steps}"
+    return how
+
+
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -130,16 +144,7 @@ def load_backbone(
         return backbone
     path = checkpoint_path(name, models_dir)
     if not path.exists():
-        if spec is not None:
-            how = f"create it with: python download_and_prepare_models.py --models {name}"
-            if spec.manual_steps:
-                how += f" --from FILE\n{spec.manual_steps}"
-        else:
-            how = (
-                f"{name!r} is not a registered model ({', '.join(MODELS)}); to evaluate your own "
-                f"ResNet-50, save its torchvision state dict without fc.* as {path}"
-            )
-        raise ModelError(f"no checkpoint at {path}; {how}")
+        raise ModelError(f"no checkpoint at {path}; {how_to_make_checkpoint(name, path)}")
     state_dict = load_state_dict_file(path)
     check_common_format(state_dict, str(path))
     trunk = build_trunk()

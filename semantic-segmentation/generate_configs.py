@@ -55,7 +55,6 @@ TRAIN:
   lr_pow: 0.9
   beta1: 0.9
   weight_decay: 1e-4
-  deep_sup_scale: 0.4
   fix_bn: False
   workers: 16
   disp_iter: 20

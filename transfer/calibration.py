@@ -17,6 +17,9 @@ from scipy.special import log_softmax
 
 # Search range for the temperature: wide enough for any logistic-regression head.
 _LOG_T_BOUNDS = (float(np.log(1e-4)), float(np.log(1e4)))
+# The original's cross-validation of the temperature: 5 folds, numpy seed 0.
+CALIBRATION_FOLDS = 5
+CALIBRATION_SEED = 0
 
 
 class CalibrationError(ValueError):
@@ -115,3 +118,22 @@ def temperature_scaled_ece(
             expected_calibration_error(logits[eval_idx] / temperature, labels[eval_idx], n_bins)
         )
     return float(np.mean(eces))
+
+
+def calibration_record(logits: np.ndarray, labels: np.ndarray) -> dict[str, float | None]:
+    """The calibration block of every protocol's result record (Table 9, percent):
+    ``{"ece": ..., "ece_temperature_scaled": ...}``.
+
+    ``labels`` index the columns of ``logits``. Both values are None for multi-label (n, C)
+    targets, which have no softmax over classes, and for fewer samples than
+    ``CALIBRATION_FOLDS``, where the cross-validated temperature has nothing to fit on.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or len(labels) < CALIBRATION_FOLDS:
+        return {"ece": None, "ece_temperature_scaled": None}
+    return {
+        "ece": expected_calibration_error(logits, labels),
+        "ece_temperature_scaled": temperature_scaled_ece(
+            logits, labels, folds=CALIBRATION_FOLDS, seed=CALIBRATION_SEED
+        ),
+    }

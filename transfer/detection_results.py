@@ -4,6 +4,11 @@ detectron2's train_net.py appends one JSON object a line to ``OUTPUT_DIR/metrics
 evaluation after training adds ``bbox/AP``, ``bbox/AP50`` and ``bbox/AP75`` (percentages) to the
 line of its iteration. A run with ``--eval-only`` writes no metrics.json, so the fallback reads the
 ``copypaste:`` lines that ``detectron2.evaluation.print_csv_format`` logs to ``OUTPUT_DIR/log.txt``.
+
+Only a finished run counts: its final evaluation is logged at iteration ``SOLVER.MAX_ITER - 1``,
+read from the ``OUTPUT_DIR/config.yaml`` that detectron2's ``default_setup`` writes when training
+starts. A run that crashed (or is still running) has at most an intermediate evaluation, which
+would otherwise be reported as final.
 """
 
 from __future__ import annotations
@@ -14,7 +19,10 @@ import re
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from transfer.atomic import write_json_atomic
+from transfer.results import result_path
 
 METRICS = ("AP", "AP50", "AP75")
 MODES = ("frozen", "finetune")
@@ -28,19 +36,24 @@ class DetectionResultsError(ValueError):
 
 def _from_metrics_json(path: Path) -> dict[str, Any] | None:
     """The last line of metrics.json that holds the bbox metrics, or None if none does."""
-    found = None
+    found, last_iteration = None, None
     for line in path.read_text().splitlines():
         try:
             record = json.loads(line)
         except json.JSONDecodeError:  # a run killed mid-write leaves a cut last line
             continue
-        if isinstance(record, dict) and all(f"bbox/{m}" in record for m in METRICS):
+        if not isinstance(record, dict):
+            continue
+        if isinstance(record.get("iteration"), int):
+            last_iteration = max(record["iteration"], last_iteration or 0)
+        if all(f"bbox/{m}" in record for m in METRICS):
             found = record
     if found is None:
         return None
     return {
         **{m: float(found[f"bbox/{m}"]) for m in METRICS},
         "iteration": found.get("iteration"),
+        "last_logged_iteration": last_iteration,
         "source": str(path.resolve()),
     }
 
@@ -49,7 +62,7 @@ def _from_log(path: Path) -> dict[str, Any] | None:
     """The last ``copypaste: Task: bbox`` block of a detectron2 log, or None if there is none."""
     lines = [line.split(_COPYPASTE, 1)[1].strip() if _COPYPASTE in line else line
              for line in path.read_text(errors="replace").splitlines()]  # fmt: skip
-    found, iteration = None, None
+    found, iteration, last_iteration = None, None, None
     for idx, line in enumerate(lines):
         if line == "Task: bbox" and idx + 2 < len(lines):
             names, values = lines[idx + 1].split(","), lines[idx + 2].split(",")
@@ -60,18 +73,38 @@ def _from_log(path: Path) -> dict[str, Any] | None:
                     continue
                 found = ({m: scores[m] for m in METRICS}, iteration)
         elif match := _ITER.search(line):
-            iteration = int(match.group(1))
+            iteration = last_iteration = int(match.group(1))
     if found is None:
         return None
     scores, iteration = found
-    return {**scores, "iteration": iteration, "source": str(path.resolve())}
+    return {**scores, "iteration": iteration, "last_logged_iteration": last_iteration,
+            "source": str(path.resolve())}  # fmt: skip
+
+
+def max_iter_of_run(output_dir: Path) -> int:
+    """``SOLVER.MAX_ITER`` of the run, from the full config detectron2 saved in OUTPUT_DIR."""
+    config = output_dir / "config.yaml"
+    if not config.is_file():
+        raise DetectionResultsError(
+            f"{config} not found, so there is no telling whether training reached its"
+            " SOLVER.MAX_ITER (train_net.py writes it when training starts): is"
+            f" {output_dir} the OUTPUT_DIR of a train_net.py run?"
+        )
+    try:
+        cfg = yaml.safe_load(config.read_text())
+        max_iter = cfg["SOLVER"]["MAX_ITER"]
+    except (yaml.YAMLError, KeyError, TypeError, UnicodeDecodeError) as error:
+        raise DetectionResultsError(
+            f"{config}: not a detectron2 config with SOLVER.MAX_ITER ({error})"
+        ) from None
+    if not isinstance(max_iter, int) or isinstance(max_iter, bool) or max_iter < 1:
+        raise DetectionResultsError(f"{config}: SOLVER.MAX_ITER is {max_iter!r}, not an iteration")
+    return max_iter
 
 
 def collect_detection_result(output_dir: str | os.PathLike) -> dict[str, Any]:
-    """AP, AP50, AP75, iteration and source file of the last evaluation in a detectron2 OUTPUT_DIR.
-
-    ``iteration`` is None when only the log is there and it shows no training iteration.
-    """
+    """AP, AP50, AP75, iteration, MAX_ITER and source file of the final evaluation of a finished
+    detectron2 run; an unfinished run (last evaluation before MAX_ITER - 1) is an error."""
     output_dir = Path(output_dir)
     if not output_dir.is_dir():
         raise DetectionResultsError(f"{output_dir}: no such detectron2 OUTPUT_DIR")
@@ -85,18 +118,31 @@ def collect_detection_result(output_dir: str | os.PathLike) -> dict[str, Any]:
             f" in {metrics.name}, or a 'copypaste: Task: bbox' block in {log.name}); has training"
             " finished its evaluation on voc_2007_test?"
         )
+    max_iter = max_iter_of_run(output_dir)
+    iteration, last = result["iteration"], result.pop("last_logged_iteration")
+    if not isinstance(iteration, int) or iteration + 1 < max_iter:
+        evaluated = ("shows no training iteration before it" if iteration is None
+                     else f"is at iteration {iteration}")  # fmt: skip
+        logged = "" if last is None else f", the last logged iteration is {last}"
+        raise DetectionResultsError(
+            f"{result['source']}: training did not reach SOLVER.MAX_ITER = {max_iter} (the last"
+            f" bbox evaluation {evaluated}{logged}); the run crashed or is still running: resume"
+            " it (train_net.py --resume with the same OUTPUT_DIR) and collect it once finished"
+        )
+    result["max_iter"] = max_iter
     return result
 
 
-def detection_result_path(results_dir: str | os.PathLike, model: str, mode: str) -> Path:
-    """Where one model's detection result lives: results/detection/<model>__<mode>.json."""
+def detection_result_path(results_dir: str | os.PathLike | None, model: str, mode: str) -> Path:
+    """Where one model's detection result lives: results/detection/<model>__<mode>.json
+    (``results_dir`` None: ``$SSL_TRANSFER_RESULTS``, else results/)."""
     if mode not in MODES:
         raise DetectionResultsError(f"mode {mode!r}: expected one of {', '.join(MODES)}")
-    return Path(results_dir) / "detection" / f"{model}__{mode}.json"
+    return result_path("detection", model, mode, results_dir=results_dir)
 
 
 def write_detection_result(
-    output_dir: str | os.PathLike, results_dir: str | os.PathLike, model: str, mode: str
+    output_dir: str | os.PathLike, results_dir: str | os.PathLike | None, model: str, mode: str
 ) -> Path:
     """Collect a run's final evaluation and write it atomically as its result JSON."""
     path = detection_result_path(results_dir, model, mode)

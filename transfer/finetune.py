@@ -24,7 +24,7 @@ from torch import nn
 from datasets import ImageDataset, build_transform, get_dataset_spec, load_split
 from models import FEATURE_DIM, load_backbone
 from transfer.atomic import atomic_path
-from transfer.calibration import expected_calibration_error, temperature_scaled_ece
+from transfer.calibration import calibration_record
 from transfer.distributed import SINGLE_PROCESS, Distributed, broadcast_object
 from transfer.metrics import score
 from transfer.results import read_result, result_path, software_versions, write_result
@@ -40,7 +40,6 @@ from transfer.train import (
 PROTOCOL = "finetune"
 LR_EXPONENTS = (-4.0, -1.0)
 WD_EXPONENTS = (-6.0, -3.0)
-CALIBRATION_FOLDS = 5
 
 
 class FinetuneError(ValueError):
@@ -240,7 +239,7 @@ def search_grid(run: _Run, grid: list[tuple[float, float]]) -> list[dict]:
         stats, _, val_score = run.train_and_score(lr, wd, train_loader, eval_loader,
                                                   eval_targets, name, label)
         record = {**run.common_fields(), "stage": "search", "lr": lr, "wd": wd,
-                  "weight_decay": optimizer_weight_decay(lr, wd), "train_split": "train",
+                  "weight_decay": stats.weight_decay, "train_split": "train",
                   "eval_split": "val", "score": val_score, "n_train": len(train_loader.dataset),
                   "n_eval": len(eval_targets), "recipe": run.recipe, **_train_fields(stats)}
         run.finish_point(name, run.points_dir / f"{name}.json", record)
@@ -261,15 +260,6 @@ def best_point(records: list[dict]) -> dict:
         if record["score"] > best["score"]:
             best = record
     return best
-
-
-def _calibration(metric: str, logits: np.ndarray, targets: np.ndarray) -> dict:
-    """Test ECE before and after temperature scaling (percent); not defined for multi-label."""
-    if metric == "voc11_map" or len(targets) < CALIBRATION_FOLDS:
-        return {"ece": None, "ece_temperature_scaled": None}
-    return {"ece": expected_calibration_error(logits, targets),
-            "ece_temperature_scaled": temperature_scaled_ece(logits, targets,
-                                                             folds=CALIBRATION_FOLDS, seed=0)}
 
 
 def run_finetune(settings: FinetuneSettings, context: Distributed = SINGLE_PROCESS,
@@ -308,10 +298,10 @@ def run_finetune(settings: FinetuneSettings, context: Distributed = SINGLE_PROCE
     stats, logits, test_score = run.train_and_score(lr, wd, train_loader, eval_loader,
                                                     test_targets, name, f"final {name[6:]}")
     record = {**run.common_fields(), "stage": "final", "score": test_score, "lr": lr, "wd": wd,
-              "weight_decay": optimizer_weight_decay(lr, wd), **selection,
+              "weight_decay": stats.weight_decay, **selection,
               "train_split": "trainval", "eval_split": "test",
               "n_train": len(train_loader.dataset), "n_eval": len(test_targets),
-              **_calibration(run.spec.metric, logits, test_targets), "recipe": final_recipe,
+              **calibration_record(logits, test_targets), "recipe": final_recipe,
               **_train_fields(stats)}
     if context.is_main:  # beside the record, for later analysis (and written before it)
         with atomic_path(test_logits_path(final_path)) as tmp, open(tmp, "wb") as handle:

@@ -11,7 +11,7 @@ import numpy as np
 from datasets import get_dataset_spec
 from transfer import metrics
 from transfer.cache import FeatureCache, FeatureOptions, many_shot_features
-from transfer.calibration import expected_calibration_error, temperature_scaled_ece
+from transfer.calibration import calibration_record
 from transfer.logreg import default_C_grid, fit_logreg, fit_logreg_grid
 
 
@@ -78,11 +78,8 @@ def linear_probe(
     logits = model.decision_function(to_numpy["test"])
     test_y = splits["test"].targets
     score = metrics.score(spec.metric, test_y, logits, model.classes_)
-    ece = ece_scaled = None
-    if spec.metric != "voc11_map":  # calibration needs one softmax over classes
-        columns = np.searchsorted(model.classes_, test_y)
-        ece = expected_calibration_error(logits, columns)
-        ece_scaled = temperature_scaled_ece(logits, columns)
+    # the logits' columns are model.classes_; multi-label targets pass through (no calibration)
+    labels = test_y if model.multilabel else np.searchsorted(model.classes_, test_y)
     return {
         "protocol": "linear",
         "model": backbone.name,
@@ -90,8 +87,7 @@ def linear_probe(
         "metric": spec.metric,
         "score": float(score),
         "C": float(C),
-        "ece": ece,
-        "ece_scaled": ece_scaled,
+        **calibration_record(logits, labels),
         **grid_record,
         "solver": solver,
         "image_size": extracted.image_size,

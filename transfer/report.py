@@ -95,7 +95,7 @@ def _score_row(protocol: str, path: Path, record: dict[str, Any],
         return None
     if protocol == "finetune" and record.get("stage", "final") != "final":
         return None
-    scaled = record.get("ece_scaled", record.get("ece_temperature_scaled"))
+    scaled = record.get("ece_temperature_scaled", record.get("ece_scaled"))  # (older linear)
     return {"protocol": protocol, "model": record["model"], "dataset": record["dataset"],
             "metric": record.get("metric"), "score": _number(record["score"]),
             "ci95": _number(record.get("ci95")), "n_way": record.get("n_way"),

@@ -73,6 +73,7 @@ class TrainStats:
     images_per_s: float  # global images per second over the steps this call ran
     seconds: float
     resumed_from: int  # 0 unless a checkpoint was resumed
+    weight_decay: float  # what the optimiser held, read back from it (SPEC: grid wd / lr)
 
 
 class TrainError(RuntimeError):
@@ -320,7 +321,8 @@ def train_steps(net: nn.Module, loader: DataLoader, config: TrainConfig, device:
     return TrainStats(loss=loss_sum / count if count else math.nan,
                       accuracy=100.0 * correct / count if count else math.nan,
                       images_per_s=images_seen / seconds if seconds > 0 else math.nan,
-                      seconds=seconds, resumed_from=start)
+                      seconds=seconds, resumed_from=start,
+                      weight_decay=float(optimizer.param_groups[0]["weight_decay"]))
 
 
 @torch.no_grad()

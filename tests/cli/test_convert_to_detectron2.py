@@ -110,8 +110,27 @@ def test_crash_mid_write_keeps_previous_pickle(script, tmp_path: Path, monkeypat
     assert [p.name for p in out.parent.iterdir()] == ["byol.pkl"]
 
 
-def test_unknown_model_name_is_rejected(script, capsys) -> None:
-    with pytest.raises(SystemExit) as exit_info:
-        script.parse_args(["--models", "resnet18"])
-    assert exit_info.value.code == 2
-    assert "invalid choice: 'resnet18'" in capsys.readouterr().err
+def test_custom_models_convert_by_name_and_by_path(script, tmp_path: Path, capsys) -> None:
+    models_dir = tmp_path / "models"
+    mine = write_common_checkpoint(models_dir, "my-model", seed=3)
+    elsewhere = write_common_checkpoint(tmp_path / "elsewhere", "other-net", seed=4)
+    argv = ["--models", "my-model", str(tmp_path / "elsewhere" / "other-net.pth"),
+            "--models-dir", str(models_dir)]  # fmt: skip
+    assert script.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "converted 2 of 2" in out
+    pickles = models_dir / "detectron2"
+    assert sorted(p.name for p in pickles.iterdir()) == ["my-model.pkl", "other-net.pkl"]
+    for name, saved in (("my-model", mine), ("other-net", elsewhere)):
+        with open(pickles / f"{name}.pkl", "rb") as f:
+            model = pickle.load(f)["model"]
+        np.testing.assert_array_equal(model["res5.2.conv3.norm.bias"],
+                                      saved["layer4.2.bn3.bias"].numpy())  # fmt: skip
+
+
+def test_missing_custom_model_says_how_to_make_it(script, tmp_path: Path, capsys) -> None:
+    assert script.main(["--models", "resnet18", "random", "--models-dir", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert f"skip resnet18: {tmp_path / 'resnet18.pth'} not found" in out
+    assert "'resnet18' is not a registered model" in out and "without fc.*" in out
+    assert "skip random" in out and "no pretrained weights" in out

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.detectron2_scripts import load_script
+from tests.fixtures.detectron2_voc import write_saved_config
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +23,7 @@ def metrics_line(iteration: int, **scalars) -> str:
 
 def test_final_evaluation_from_metrics_json(script, tmp_path: Path) -> None:
     run = tmp_path / "output" / "byol-frozen"
-    run.mkdir(parents=True)
+    write_saved_config(run)
     lines = [
         metrics_line(19, total_loss=1.9, lr=0.0005),
         metrics_line(4999, **{"bbox/AP": 30.5, "bbox/AP50": 60.25, "bbox/AP75": 28.0}),
@@ -48,6 +49,7 @@ def test_final_evaluation_from_metrics_json(script, tmp_path: Path) -> None:
         "AP50": 82.0104,
         "AP75": 58.3712,
         "iteration": 143999,
+        "max_iter": 144000,
         "source": str((run / "metrics.json").resolve()),
     }
     assert [p.name for p in (results / "detection").iterdir()] == ["byol__frozen.json"]
@@ -66,7 +68,7 @@ LOG = """\
 
 def test_log_fallback_without_metrics_json(script, tmp_path: Path) -> None:
     run = tmp_path / "swav-finetune"
-    run.mkdir()
+    write_saved_config(run, "finetune", "swav")
     (run / "log.txt").write_text(LOG)
     argv = ["--output-dir", str(run), "--model", "swav", "--mode", "finetune"]
     assert script.main([*argv, "--results-dir", str(tmp_path / "res")]) == 0
@@ -77,6 +79,7 @@ def test_log_fallback_without_metrics_json(script, tmp_path: Path) -> None:
 
 
 def test_log_fallback_when_metrics_json_has_no_evaluation(script, tmp_path: Path) -> None:
+    write_saved_config(tmp_path, "frozen", "pirl")
     (tmp_path / "metrics.json").write_text(metrics_line(19, total_loss=2.0) + "\n")
     (tmp_path / "log.txt").write_text(LOG)
     argv = ["--output-dir", str(tmp_path), "--model", "pirl", "--mode", "frozen"]
@@ -106,3 +109,71 @@ def test_mode_must_be_frozen_or_finetune(script, tmp_path: Path, capsys) -> None
         script.main(["--output-dir", str(tmp_path), "--model", "byol", "--mode", "linear"])
     assert exit_info.value.code == 2
     assert "invalid choice: 'linear'" in capsys.readouterr().err
+
+
+def crashed_run(run: Path) -> None:
+    """A run killed at iteration 80019 of 144000, after an intermediate evaluation at 79999."""
+    write_saved_config(run)
+    lines = [
+        metrics_line(79999, **{"bbox/AP": 41.0, "bbox/AP50": 70.5, "bbox/AP75": 44.0}),
+        metrics_line(80019, total_loss=0.5),
+    ]
+    (run / "metrics.json").write_text("\n".join(lines) + "\n")
+
+
+def test_crashed_run_is_refused(script, tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    crashed_run(run)
+    argv = ["--output-dir", str(run), "--model", "byol", "--mode", "frozen"]
+    assert script.main([*argv, "--results-dir", str(tmp_path / "res")]) == 1
+    err = capsys.readouterr().err
+    assert "training did not reach SOLVER.MAX_ITER = 144000" in err
+    assert "at iteration 79999" in err and "last logged iteration is 80019" in err
+    assert "--resume" in err
+    assert not (tmp_path / "res").exists()
+
+
+def test_max_iter_is_the_runs_own(script, tmp_path: Path) -> None:
+    """A run given SOLVER.MAX_ITER 80000 on its command line finished at 79999."""
+    run = tmp_path / "run"
+    crashed_run(run)
+    write_saved_config(run, max_iter=80000)
+    argv = ["--output-dir", str(run), "--model", "byol", "--mode", "frozen"]
+    assert script.main([*argv, "--results-dir", str(tmp_path / "res")]) == 0
+    written = json.loads((tmp_path / "res" / "detection" / "byol__frozen.json").read_text())
+    assert (written["AP50"], written["iteration"], written["max_iter"]) == (70.5, 79999, 80000)
+
+
+def test_crashed_run_is_refused_from_the_log(script, tmp_path: Path, capsys) -> None:
+    write_saved_config(tmp_path)
+    (tmp_path / "log.txt").write_text(LOG.replace("143999", "79999").replace("143979", "79979"))
+    argv = ["--output-dir", str(tmp_path), "--model", "byol", "--mode", "frozen"]
+    assert script.main([*argv, "--results-dir", str(tmp_path / "res")]) == 1
+    assert "did not reach SOLVER.MAX_ITER = 144000" in capsys.readouterr().err
+    # an evaluation with no training iteration logged before it cannot show a finished run
+    (tmp_path / "log.txt").write_text("\n".join(LOG.splitlines()[2:]) + "\n")
+    assert script.main([*argv, "--results-dir", str(tmp_path / "res")]) == 1
+    assert "shows no training iteration before it" in capsys.readouterr().err
+    assert not (tmp_path / "res").exists()
+
+
+def test_missing_saved_config_is_a_clear_error(script, tmp_path: Path, capsys) -> None:
+    (tmp_path / "log.txt").write_text(LOG)
+    argv = ["--output-dir", str(tmp_path), "--model", "byol", "--mode", "frozen"]
+    assert script.main([*argv, "--results-dir", str(tmp_path / "res")]) == 1
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'config.yaml'} not found" in err and "SOLVER.MAX_ITER" in err
+    (tmp_path / "config.yaml").write_text("SOLVER:\n  BASE_LR: 0.1\n")
+    assert script.main([*argv, "--results-dir", str(tmp_path / "res")]) == 1
+    assert "not a detectron2 config with SOLVER.MAX_ITER" in capsys.readouterr().err
+
+
+def test_results_dir_defaults_to_the_environments(script, tmp_path: Path, monkeypatch) -> None:
+    run = tmp_path / "run"
+    write_saved_config(run)
+    (run / "log.txt").write_text(LOG)
+    monkeypatch.setenv("SSL_TRANSFER_RESULTS", str(tmp_path / "env-results"))
+    # a custom model's name is a label like any other
+    assert script.main(["--output-dir", str(run), "--model", "my-model", "--mode", "frozen"]) == 0
+    written = tmp_path / "env-results" / "detection" / "my-model__frozen.json"
+    assert json.loads(written.read_text())["AP50"] == 82.57

@@ -149,3 +149,10 @@ def test_impossible_request_and_multilabel_are_clear_errors(models_dir, tmp_path
         ]
     )
     assert code == 2 and "5-way episodes" in capsys.readouterr().err
+
+
+def test_defaults_are_the_papers_protocol():
+    """SPEC section 6: 5-way, 15 queries a class, 600 episodes, seed 0 (5-shot by default)."""
+    args = few_shot.parse_args([])
+    assert (args.n_way, args.n_support, args.n_query, args.iter_num, args.seed) == (
+        5, [5], 15, 600, 0)  # fmt: skip

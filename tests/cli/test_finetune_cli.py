@@ -59,3 +59,17 @@ def test_bad_input_is_one_clear_error(argv, message, tmp_path, capsys):
     assert err.startswith("finetune.py: error: ")
     assert message.replace("{tmp}", str(tmp_path)) in err
     assert "Traceback" not in err
+
+
+def test_defaults_are_the_papers_protocol():
+    """SPEC section 5: 5000 steps at batch 64, the 4 x 5 grid searched (no --lr / --wd), with
+    augmentation, seed 0; the library's defaults are the same."""
+    from transfer.finetune import FinetuneSettings, finetune_grid
+
+    args = load_cli().parse_args([])
+    assert (args.steps, args.batch_size, args.grid_size, args.lr, args.wd, args.no_da,
+            args.seed) == (5000, 64, 4, None, None, False, 0)  # fmt: skip
+    library = FinetuneSettings(model="m", dataset="d")
+    assert (library.steps, library.batch_size, library.grid_size, library.lr, library.wd,
+            library.data_augmentation, library.seed) == (5000, 64, 4, None, None, True, 0)
+    assert len(finetune_grid(args.grid_size)) == 20

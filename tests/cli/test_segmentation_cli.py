@@ -24,7 +24,17 @@ def scripts():
     return {name: load_script(f"{FOLDER}/{name}.py") for name in ("train", "eval_multipro")}
 
 
-def test_train_evaluate(scripts, tmp_path: Path) -> None:
+def test_train_evaluate(scripts, tmp_path: Path, monkeypatch) -> None:
+    from transfer.dense import train_loop
+
+    shown: list[dict] = []  # TRAIN.disp_iter: iterations between the bar's loss / acc updates
+
+    class Bar(train_loop.tqdm):
+        def set_postfix(self, **values):
+            shown.append({"iteration": self.n, **values})
+            super().set_postfix(**values)
+
+    monkeypatch.setattr(train_loop, "tqdm", Bar)
     data, models = tmp_path / "data", tmp_path / "models"
     make_ade20k(data, n_train=4, n_val=2, num_class=6)
     write_common_checkpoint(models / "byol.pth")
@@ -33,7 +43,9 @@ def test_train_evaluate(scripts, tmp_path: Path) -> None:
     overrides = ["DIR", str(ckpt), "DATASET.num_class", "6", "DATASET.imgSizes", "(32, 48)",
                  "DATASET.imgMaxSize", "64", "TRAIN.epoch_iters", "2", "TRAIN.num_epoch", "1",
                  "TRAIN.workers", "0", "VAL.checkpoint", "epoch_1.pth"]
-    assert scripts["train"].main(["--gpus", "0", "--cfg", CONFIG, *location, *overrides]) == 0
+    assert scripts["train"].main(["--gpus", "0", "--cfg", CONFIG, *location, *overrides,
+                                  "TRAIN.disp_iter", "2"]) == 0
+    assert [entry["iteration"] for entry in shown] == [2]
     state = torch.load(ckpt / "epoch_1.pth", weights_only=True)
     assert state["iteration"] == 2 and np.isfinite(state["loss"])
     assert state["meta"]["model"] == "byol" and state["meta"]["num_class"] == 6

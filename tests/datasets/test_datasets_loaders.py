@@ -226,3 +226,39 @@ def test_val_split_is_a_fifth_of_the_official_train(data_root):
     train_idx, val_idx = random_val_indices(len(split))
     assert len(val_idx) == len(split) // 5
     assert _load("cifar100", "val", data_root).keys == [split.keys[i] for i in val_idx]
+
+
+def _original_food_val(meta):
+    """The original's rule, written out: samples class by class in classes.txt order, images
+    as listed in train.json; val = the first fifth of a seed-0 shuffled index list."""
+    import json
+
+    classes = (meta / "classes.txt").read_text().splitlines()
+    listing = json.loads((meta / "train.json").read_text())
+    samples = [(f"food-101/images/{i}.jpg", label)
+               for label, name in enumerate(classes) for i in listing[name]]  # fmt: skip
+    indices = list(range(len(samples)))
+    state = np.random.get_state()
+    np.random.seed(0)
+    np.random.shuffle(indices)
+    np.random.set_state(state)
+    return [samples[i] for i in indices[: int(np.floor(0.2 * len(samples)))]]
+
+
+def test_food_orders_samples_by_classes_txt_not_json_keys(tmp_path):
+    import json
+
+    folder = write_layout("food", tmp_path, per_class=5)
+    meta = folder / "food-101" / "meta"
+    listing = json.loads((meta / "train.json").read_text())
+    # Keys in reverse classes.txt order, and a class's images not sorted: as on the real files.
+    listing = {name: ids[::-1] if name == "baklava" else ids for name, ids in listing.items()}
+    reordered = dict(reversed(list(listing.items())))
+    assert list(reordered) != (meta / "classes.txt").read_text().splitlines()
+    (meta / "train.json").write_text(json.dumps(reordered))
+    val = _load("food", "val", tmp_path)
+    expected = _original_food_val(meta)
+    assert list(zip(val.keys, val.targets.tolist(), strict=True)) == expected
+    assert val.classes == (meta / "classes.txt").read_text().splitlines()
+    trainval = _load("food", "trainval", tmp_path)
+    assert trainval.keys[:5] == [f"food-101/images/{i}.jpg" for i in listing["apple_pie"]]

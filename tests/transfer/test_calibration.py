@@ -130,3 +130,20 @@ def test_errors_are_clear():
         calibration.expected_calibration_error(np.zeros((2, 3)), np.array([0, 3]))
     with pytest.raises(calibration.CalibrationError, match="logits must be"):
         calibration.fit_temperature(np.zeros(5), np.zeros(5, dtype=int))
+
+
+def test_calibration_record_is_the_one_block_every_protocol_writes():
+    rng = np.random.default_rng(8)
+    logits, labels = rng.normal(size=(40, 4)) * 3, rng.integers(0, 4, 40)
+    record = calibration.calibration_record(logits, labels)
+    assert record == {
+        "ece": pytest.approx(calibration.expected_calibration_error(logits, labels), abs=0),
+        "ece_temperature_scaled": pytest.approx(
+            calibration.temperature_scaled_ece(logits, labels, folds=5, seed=0), abs=0),
+    }  # fmt: skip
+    assert record["ece"] > 0 and record["ece_temperature_scaled"] > 0
+    # the one guard: fewer samples than folds, or multi-label targets, give no calibration
+    none = {"ece": None, "ece_temperature_scaled": None}
+    assert calibration.calibration_record(logits[:4], labels[:4]) == none
+    assert calibration.calibration_record(logits[:5], labels[:5])["ece"] is not None
+    assert calibration.calibration_record(logits, np.eye(4, dtype=np.uint8)[labels]) == none

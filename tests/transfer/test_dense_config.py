@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,32 @@ def test_overrides_and_errors(tmp_path: Path) -> None:
         load_config(cfg, ["TRAIN.seed"])
     with pytest.raises(ConfigError, match="no config file"):
         load_config(tmp_path / "none.yaml")
+
+
+@pytest.mark.parametrize(("overrides", "section", "message"), [
+    ([], {"TRAIN": {"deep_sup_scale": 0.4}}, "TRAIN.deep_sup_scale is not supported: it weights"),
+    ([], {"TEST": {"checkpoint": "epoch_30.pth", "result": "./"}},
+     "TEST is not supported: it configures the toolkit's test.py"),
+    (["TRAIN.deep_sup_scale", "0.4"], {}, "TRAIN.deep_sup_scale is not supported"),
+    (["TRAIN.start_epoch", "3"], {}, "TRAIN.start_epoch is 3; training here resumes by itself"),
+    (["VAL.visualize", "True"], {}, "VAL.visualize is True; saving coloured predictions"),
+    (["TRAIN.disp_iter", "0"], {}, "TRAIN.disp_iter is 0; it is the number of iterations"),
+])  # fmt: skip
+def test_toolkit_keys_without_meaning_here_are_refused(overrides, section, message,
+                                                       tmp_path: Path) -> None:
+    """Keys the toolkit reads but this recipe would not act on: an error naming the key, never
+    silently ignored (the original's configs carried deep_sup_scale and TEST)."""
+    raw = yaml.safe_load((CONFIG_DIR / "byol.yaml").read_text())
+    for name, values in section.items():
+        raw.setdefault(name, {}).update(values)
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(path, overrides, data_root=tmp_path, models_dir=tmp_path)
+    # their defaults are the values this recipe implements
+    config = load_config(CONFIG_DIR / "byol.yaml", data_root=tmp_path, models_dir=tmp_path)
+    assert (config["TRAIN"]["start_epoch"], config["VAL"]["visualize"]) == (0, False)
+    assert config["TRAIN"]["disp_iter"] == 20 and "TEST" not in config
 
 
 def test_poly_schedule_and_weight_decay_groups() -> None:

@@ -77,8 +77,9 @@ def test_search_retrain_records_and_resumption(tmp_path, monkeypatch):
                      "random__flowers/lr0.0001_wd1e-06.json"]
     points = [json.loads((folder / "random__flowers" / f"{n}.json").read_text())
               for n in ("lr0.0001_wd0", "lr0.0001_wd1e-06")]
+    # weight_decay is read back from the optimiser: SPEC's wd / lr, not the grid's wd
     assert [(p["lr"], p["wd"], p["weight_decay"]) for p in points] == [
-        (1e-4, 0.0, 0.0), (1e-4, 1e-6, 1e-6 / 1e-4)]
+        (1e-4, 0.0, 0.0), (1e-4, 1e-6, pytest.approx(1e-6 / 1e-4, rel=1e-12))]
     assert all(p["eval_split"] == "val" and p["n_train"] == 12 and p["n_eval"] == 12
                for p in points)
     final = json.loads((folder / "random__flowers.json").read_text())
@@ -88,6 +89,7 @@ def test_search_retrain_records_and_resumption(tmp_path, monkeypatch):
     assert (final["lr"], final["wd"], final["val_score"]) == (best["lr"], best["wd"],
                                                               best["score"])
     assert final["eval_split"] == "test" and final["n_train"] == 24 and final["n_eval"] == 12
+    assert final["weight_decay"] == pytest.approx(final["wd"] / final["lr"], rel=1e-12)
     logits = np.load(folder / "random__flowers.test_logits.npy")
     targets = load_split("flowers", "test", tmp_path / "data").targets
     assert logits.shape == (12, 102)
@@ -116,7 +118,7 @@ def test_search_retrain_records_and_resumption(tmp_path, monkeypatch):
     resumed = run_finetune(settings(tmp_path / "data", tmp_path / "b"), log=log.append)
     assert any("resuming from step 1 of 2" in m for m in log)
     assert not (folder_b / "random__flowers" / "ckpt").exists()
-    for key in ("score", "lr", "wd", "grid", "ece", "train_loss"):
+    for key in ("score", "lr", "wd", "weight_decay", "grid", "ece", "train_loss"):
         assert resumed[key] == first[key], key  # same seed, same data order: the same numbers
 
     # a finished point is skipped; a deleted one is trained again

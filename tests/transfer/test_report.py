@@ -45,7 +45,7 @@ def write_results(root: Path) -> dict:
             _write(root / "linear" / f"{model}__{dataset}.json",
                    {"protocol": "linear", "model": model, "dataset": dataset,
                     "metric": "accuracy", "score": score, "C": 0.1,
-                    "ece": ece and ece[0], "ece_scaled": ece and ece[1]})
+                    "ece": ece and ece[0], "ece_temperature_scaled": ece and ece[1]})
             score = rng.uniform(20, 95)
             ece = None if dataset == "voc2007" else (rng.uniform(2, 15), rng.uniform(1, 4))
             truth["finetune"][model, dataset] = score

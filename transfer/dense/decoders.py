@@ -1,7 +1,14 @@
 """The two decoders of SPEC section 8: PSP pyramid pooling (surface normals) and UPerNet
-(segmentation), with the MIT CSAIL toolkit's architecture and parameter names: checked against
-mit-semseg 1.0.0, a toolkit decoder's state dict (less its SynchronizedBatchNorm's
-``_tmp_running_*`` / ``_running_iter`` buffers) loads strictly and gives identical outputs.
+(segmentation), with the MIT CSAIL toolkit's architecture and parameter names.
+``tests/transfer/test_dense_decoders.py`` checks this against the toolkit's PPM and UPerNet
+(written out from ``mit_semseg/models/models.py`` of CSAILVision/semantic-segmentation-pytorch):
+the same state dict loads strictly into both, and the outputs are identical, in eval and in train
+mode (the toolkit's log_softmax for training and upsample + softmax for inference applied to
+ours), as are the BatchNorm running statistics after a training step. The toolkit's BatchNorm is
+its ``SynchronizedBatchNorm2d``, whose momentum is 0.001 rather than torch's 0.1, hence
+``BN_MOMENTUM``; its extra buffers ``_tmp_running_*`` / ``_running_iter`` are not kept. Under the
+toolkit's own multi-GPU DataParallel those buffers give the running statistics a bias-corrected
+start (the same long-run average); we use torch's SyncBatchNorm update instead.
 
 Written here instead of imported from PyPI's ``mit-semseg`` 1.0.0: installing it pulls
 ``opencv-python`` (a large wheel the package never imports) and ``yacs``; its data loader module
@@ -25,12 +32,15 @@ from transfer.dense.encoder import STAGE_CHANNELS
 
 POOL_SCALES = (1, 2, 3, 6)
 PPM_CHANNELS = 512
+# The toolkit's SynchronizedBatchNorm2d default (mit_semseg/lib/nn/modules/batchnorm.py): running
+# statistics average over ~1000 iterations, not torch's ~10.
+BN_MOMENTUM = 0.001
 
 
 def conv3x3_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=False),
-        nn.BatchNorm2d(out_channels),
+        nn.BatchNorm2d(out_channels, momentum=BN_MOMENTUM),
         nn.ReLU(inplace=True),
     )
 
@@ -38,7 +48,7 @@ def conv3x3_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
 def conv1x1_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(in_channels, out_channels, kernel_size=1, bias=False),
-        nn.BatchNorm2d(out_channels),
+        nn.BatchNorm2d(out_channels, momentum=BN_MOMENTUM),
         nn.ReLU(inplace=True),
     )
 

@@ -43,11 +43,18 @@ DEFAULTS: dict[str, dict[str, Any] | str] = {
               "fc_dim": 2048},
     "TRAIN": {"batch_size_per_gpu": 2, "num_epoch": 30, "start_epoch": 0, "epoch_iters": 5000,
               "optim": "SGD", "lr_encoder": 0.02, "lr_decoder": 0.02, "lr_pow": 0.9,
-              "beta1": 0.9, "weight_decay": 1e-4, "deep_sup_scale": 0.4, "fix_bn": False,
+              "beta1": 0.9, "weight_decay": 1e-4, "fix_bn": False,
               "workers": 16, "disp_iter": 20, "seed": 304},
     "VAL": {"visualize": False, "checkpoint": "epoch_30.pth"},
-    "TEST": {"checkpoint": "epoch_30.pth", "result": "./"},
     "DIR": "ckpt/ade20k-resnet50-upernet",
+}
+# Toolkit keys that would mean nothing here: an error says why rather than ignoring them.
+REJECTED_KEYS = {
+    "TRAIN.deep_sup_scale": "it weights the deep-supervision loss of the toolkit's *_deepsup "
+                            "decoders, and UPerNet has none (the toolkit ignores it too): "
+                            "delete the key",
+    "TEST": "it configures the toolkit's test.py (inference on your own images), which this "
+            "project does not have; evaluation reads DIR/<VAL.checkpoint>: delete the section",
 }
 PATH_KEYS = (("DATASET", "root_dataset"), ("DATASET", "list_train"), ("DATASET", "list_val"),
              ("MODEL", "weights_encoder"), (None, "DIR"))
@@ -75,6 +82,9 @@ def _parse_value(value: Any, from_command_line: bool) -> Any:
 
 def _merge(config: dict, updates: dict, source: str, prefix: str = "") -> None:
     for key, value in updates.items():
+        if f"{prefix}{key}" in REJECTED_KEYS:
+            raise ConfigError(f"{source}: {prefix}{key} is not supported: "
+                              f"{REJECTED_KEYS[prefix + key]}")
         if key not in config:
             raise ConfigError(f"{source}: unknown key {prefix}{key} (known: {', '.join(config)})")
         if isinstance(config[key], dict):
@@ -136,6 +146,16 @@ def check_recipe(config: dict[str, Any], source: str) -> None:
         if value != expected:
             raise ConfigError(f"{source}: {key} is {value!r}; this implementation runs the "
                               f"resnet50-upernet recipe ({key} = {expected!r})")
+    # Values that only the toolkit's own machinery would act on.
+    if t["start_epoch"] != 0:
+        raise ConfigError(f"{source}: TRAIN.start_epoch is {t['start_epoch']!r}; training here "
+                          "resumes by itself from the newest DIR/epoch_<n>.pth, so leave it 0")
+    if config["VAL"]["visualize"] is not False:
+        raise ConfigError(f"{source}: VAL.visualize is {config['VAL']['visualize']!r}; saving "
+                          "coloured predictions is not implemented, so leave it False")
+    if not isinstance(t["disp_iter"], int) or t["disp_iter"] < 1:
+        raise ConfigError(f"{source}: TRAIN.disp_iter is {t['disp_iter']!r}; it is the number "
+                          "of iterations between progress updates, an integer >= 1")
     sizes = d["imgSizes"]
     d["imgSizes"] = tuple(sizes) if isinstance(sizes, (list, tuple)) else (int(sizes),)
     if d["padding_constant"] % 32:
@@ -181,7 +201,8 @@ def train_segmentation(config: dict[str, Any], device: str,
             "world_size": context.world_size}
     return train_dense(model, dataset, schedule_of(config), config["DIR"], meta, device, context,
                        int(t["workers"]), {"encoder": float(t["lr_encoder"]),
-                                           "decoder": float(t["lr_decoder"])})
+                                           "decoder": float(t["lr_decoder"])},
+                       display_every=int(t["disp_iter"]))
 
 
 def load_trained(config: dict[str, Any]) -> tuple[DenseModel, dict[str, Any]]:

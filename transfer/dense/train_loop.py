@@ -114,12 +114,14 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 def train_dense(model: nn.Module, dataset: TrainBatches, schedule: Schedule, ckpt_dir: str | Path,
                 meta: dict[str, Any], device: str, context: Distributed = SINGLE_PROCESS,
-                workers: int = 0, lr_by_module: dict[str, float] | None = None) -> Path:
+                workers: int = 0, lr_by_module: dict[str, float] | None = None,
+                display_every: int = 1) -> Path:
     """Train ``model`` (an ``nn.Module`` mapping images to logits) to ``schedule.max_iters``,
     resuming from ``ckpt_dir`` if it holds a checkpoint; returns the last checkpoint's path.
 
     ``lr_by_module``: base learning rates of named children (the toolkit's ``lr_encoder`` and
-    ``lr_decoder``); by default every parameter starts at ``schedule.lr``.
+    ``lr_decoder``); by default every parameter starts at ``schedule.lr``. ``display_every``:
+    iterations between the progress bar's loss / accuracy updates (the toolkit's ``disp_iter``).
     """
     ckpt_dir = Path(ckpt_dir)
     model.to(device)
@@ -163,8 +165,9 @@ def train_dense(model: nn.Module, dataset: TrainBatches, schedule: Schedule, ckp
         loss.backward()
         optimizer.step()
         bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.4f}", acc=f"{100 * accuracy.item():.1f}")
         done = iteration + 1
+        if done % display_every == 0:
+            bar.set_postfix(loss=f"{loss.item():.4f}", acc=f"{100 * accuracy.item():.1f}")
         if done % schedule.epoch_iters == 0 or done == schedule.max_iters:
             last = save_checkpoint(unwrap(model), optimizer, done, schedule, meta, ckpt_dir,
                                    context, float(loss.item()))
