@@ -14,14 +14,16 @@ from tqdm import tqdm
 
 from models.detectron2 import convert_checkpoint, detection_models
 from models.registry import ModelError, default_models_dir
+from models.resolve import RANDOM, model_label, resolve_model
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     names = list(detection_models())
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
-        "--models", nargs="+", default=names, choices=names, metavar="NAME",
-        help=f"models to convert (default: all {len(names)}: {' '.join(names)})",
+        "--models", nargs="+", default=names, metavar="NAME",
+        help=f"models to convert (default: all {len(names)}: {' '.join(names)}); a custom "
+        "models/<name>.pth or a .pth path also works",
     )  # fmt: skip
     parser.add_argument(
         "--models-dir", type=Path,
@@ -35,14 +37,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     out_dir = args.models_dir / "detectron2"
+    try:
+        refs = [resolve_model(name, args.models_dir) for name in args.models]
+        for ref in refs:
+            ref.require_resnet50("detection")
+            if ref.kind == RANDOM:
+                raise ModelError("'random' has no pretrained weights to convert for detection")
+    except ModelError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     converted, failed = [], []
-    for name in tqdm(args.models, desc="converting", unit="model"):
-        src = args.models_dir / f"{name}.pth"
+    for ref in tqdm(refs, desc="converting", unit="model"):
+        name, src = model_label(ref.text), ref.path
         if not src.is_file():
-            tqdm.write(
-                f"skip {name}: {src} not found"
-                f" (make it with: python download_and_prepare_models.py --models {name})"
-            )
+            make = (f" (make it with: python download_and_prepare_models.py --models {name})"
+                    if ref.spec is not None else "")
+            tqdm.write(f"skip {name}: {src} not found{make}")
             continue
         try:
             dst = convert_checkpoint(src, out_dir / f"{name}.pkl")

@@ -110,8 +110,27 @@ def test_crash_mid_write_keeps_previous_pickle(script, tmp_path: Path, monkeypat
     assert [p.name for p in out.parent.iterdir()] == ["byol.pkl"]
 
 
-def test_unknown_model_name_is_rejected(script, capsys) -> None:
-    with pytest.raises(SystemExit) as exit_info:
-        script.parse_args(["--models", "resnet18"])
-    assert exit_info.value.code == 2
-    assert "invalid choice: 'resnet18'" in capsys.readouterr().err
+def test_custom_model_is_converted_and_a_missing_one_named(script, tmp_path: Path, capsys):
+    saved = write_common_checkpoint(tmp_path, "my-resnet", seed=2)
+    assert script.main(["--models", "my-resnet", "--models-dir", str(tmp_path)]) == 0
+    with open(tmp_path / "detectron2" / "my-resnet.pkl", "rb") as f:
+        model = pickle.load(f)["model"]
+    np.testing.assert_array_equal(model["stem.conv1.weight"], saved["conv1.weight"].numpy())
+    capsys.readouterr()
+    assert script.main(["--models", "resnet18", "--models-dir", str(tmp_path)]) == 1
+    out, err = capsys.readouterr()
+    assert f"skip resnet18: {tmp_path / 'resnet18.pth'} not found" in out
+    assert "no model converted" in err
+
+
+@pytest.mark.parametrize(("name", "message"), [
+    ("timm:resnet50", "detection is a ResNet-50 protocol"),
+    ("random", "'random' has no pretrained weights"),
+])
+def test_timm_and_random_are_refused_before_any_conversion(script, tmp_path, capsys, name,
+                                                           message):
+    write_common_checkpoint(tmp_path, "byol")
+    assert script.main(["--models", "byol", name, "--models-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err
+    assert not (tmp_path / "detectron2").exists()
