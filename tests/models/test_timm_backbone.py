@@ -167,7 +167,8 @@ def test_model_preprocessing_is_timms_eval_transform(weights):
     _, images = _images(2)
     for image in images:
         torch.testing.assert_close(transform(image), timm_transform(image))
-    assert transform.transform_id == "timm-224-crop0.9-center-bicubic-norm-mean0.5_0.5_0.5-std0.5_0.5_0.5"
+    assert transform.transform_id == (
+        "timm-224-crop0.9-center-bicubic-norm-mean0.5_0.5_0.5-std0.5_0.5_0.5")
     assert backbone.transform("fewshot", 224).transform_id == transform.transform_id
     # finetuning keeps the paper's augmentation, with the model's statistics
     assert backbone.transform("train", 224).transform_id.startswith("train-224-norm-mean0.5_")
