@@ -121,10 +121,10 @@ class Backbone(nn.Module):
             )
         multiple = self.data.size_multiple
         if size % multiple:
-            lower, upper = size // multiple * multiple, (size // multiple + 1) * multiple
+            near = sorted({size // multiple * multiple, (size // multiple + 1) * multiple} - {0})
             raise ModelError(
                 f"{self.name} needs an input size that is a multiple of its patch size {multiple};"
-                f" {size} is not (try {lower or upper} or {upper})"
+                f" {size} is not (try {' or '.join(map(str, near))})"
             )
         return size
 
