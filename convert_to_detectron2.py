@@ -14,9 +14,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from models.backbone import checkpoint_path, how_to_make_checkpoint
+from models.backbone import how_to_make_checkpoint
 from models.detectron2 import convert_checkpoint, detection_models
 from models.registry import ModelError, default_models_dir
+from models.resolve import RANDOM, model_label, resolve_model
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -40,12 +41,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     out_dir = args.models_dir / "detectron2"
+    try:
+        refs = [resolve_model(name, args.models_dir) for name in args.models]
+        for ref in refs:
+            ref.require_resnet50("detection")
+            if ref.kind == RANDOM:
+                raise ModelError("'random' has no pretrained weights to convert for detection")
+    except ModelError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     converted, failed = [], []
-    for name in tqdm(args.models, desc="converting", unit="model"):
-        src = checkpoint_path(name, args.models_dir)
+    for ref in tqdm(refs, desc="converting", unit="model"):
+        name, src = model_label(ref.text), ref.path
         if not src.is_file():
-            how = ("random has no pretrained weights to transfer" if name == "random"
-                   else how_to_make_checkpoint(name, src))  # fmt: skip
+            how = how_to_make_checkpoint(ref.spec.name if ref.spec else ref.text, src)
             tqdm.write(f"skip {name}: {src} not found; {how}")
             continue
         try:

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from models.prepare import prepare_model
 from models.registry import MODELS, PAPER_MODELS, ModelError, default_models_dir
+from models.resolve import checkpoint_path
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         if name == "random":
             print("random: initialised in memory from a fixed seed, nothing to prepare")
             continue
-        target = Path(models_dir) / f"{name}.pth"
+        target = checkpoint_path(name, models_dir)
         if target.exists() and not args.force and not args.source:
             print(f"{name}: found {target}")
             continue

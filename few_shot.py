@@ -7,9 +7,9 @@ import argparse
 import sys
 import time
 
-from datasets import DatasetError, build_transform, get_dataset_spec, load_split
+from datasets import DatasetError, get_dataset_spec, load_split
 from models import ModelError, load_backbone
-from transfer.arguments import add_feature_arguments
+from transfer.arguments import add_feature_arguments, backbone_options
 from transfer.cache import FeatureCache, cached_features
 from transfer.protonet import EpisodeError, episode_accuracies, mean_and_ci95, sample_episodes
 from transfer.results import result_path, write_result
@@ -17,7 +17,12 @@ from transfer.results import result_path, write_result
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("-m", "--model", default="deepcluster-v2", help="model name or .pth file")
+    parser.add_argument(
+        "-m",
+        "--model",
+        default="deepcluster-v2",
+        help="model name, .pth file or timm:<architecture>[.<tag>]",
+    )
     parser.add_argument("-d", "--dataset", default="cropdiseases", help="dataset name")
     parser.add_argument("--n-way", type=int, default=5, help="classes per episode")
     parser.add_argument(
@@ -38,8 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         spec = get_dataset_spec(args.dataset)
-        image_size = args.image_size or spec.default_image_size
-        backbone = load_backbone(args.model, args.models_dir, no_norm=args.no_norm)
+        backbone = load_backbone(
+            args.model, args.models_dir, no_norm=args.no_norm, options=backbone_options(args)
+        )
+        image_size = backbone.image_size(args.image_size, spec.default_image_size)
         pool = load_split(args.dataset, "fewshot", args.data_root)
     except (DatasetError, ModelError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -50,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    transform = build_transform("fewshot", image_size, backbone.normalize)
+    transform = backbone.transform("fewshot", image_size)
     start = time.perf_counter()
     features, hit = cached_features(
         backbone,
@@ -110,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
                 "seed": args.seed,
                 "image_size": image_size,
                 "normalize": backbone.normalize,
+                "transform_id": transform.transform_id,
+                "backbone": backbone.describe(),
                 "features_cached": hit,
                 "timings": {"features_s": feature_seconds, "episodes_s": episode_seconds},
                 "arguments": vars(args),

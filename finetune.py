@@ -1,9 +1,10 @@
 #!/usr/bin/env python
-"""Evaluate a pretrained ResNet-50 by finetuning it on a many-shot dataset (SPEC section 5).
+"""Evaluate a pretrained model by finetuning it on a many-shot dataset (SPEC section 5).
 
     python finetune.py -m deepcluster-v2 -d cifar10            # the paper's 20-point grid
     python finetune.py -m supervised -d pets --lr 0.01 --wd 0  # skip the search
     torchrun --nproc_per_node 8 finetune.py -m swav -d food --precision bf16
+    python finetune.py -m timm:convnext_tiny.fb_in22k -d pets  # any timm model
 
 Finished grid points are kept, so rerunning an interrupted command resumes it.
 """
@@ -16,7 +17,12 @@ import sys
 
 from datasets import DatasetError
 from models import ModelError
-from transfer.arguments import add_location_arguments, default_device
+from transfer.arguments import (
+    add_backbone_arguments,
+    add_location_arguments,
+    backbone_options,
+    default_device,
+)
 from transfer.distributed import init_distributed, shutdown
 from transfer.finetune import FinetuneError, FinetuneSettings, run_finetune
 from transfer.train import PRECISIONS, TrainError
@@ -27,13 +33,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description="Evaluate a pretrained model by finetuning: an lr x wd grid on train -> val, "
                     "then the best pair retrained on train+val -> test.")
     parser.add_argument("-m", "--model", default="deepcluster-v2",
-                        help="model name (see download_and_prepare_models.py), 'random', or a "
-                             "common-format .pth file")
+                        help="model name (see download_and_prepare_models.py), 'random', a "
+                             "common-format .pth file, or timm:<architecture>[.<tag>]")
     parser.add_argument("-d", "--dataset", default="cifar10", help="many-shot dataset name")
     parser.add_argument("-b", "--batch-size", type=int, default=64,
                         help="global mini-batch size (split over torchrun processes)")
     parser.add_argument("-i", "--image-size", type=int, default=None,
-                        help="input size (default: the dataset's, 224 for the paper's sets)")
+                        help="input size (default: a timm model's native size, else the "
+                             "dataset's: 224 for the paper's sets)")
     parser.add_argument("-w", "--workers", type=int, default=min(8, os.cpu_count() or 1),
                         help="data loading processes per rank")
     parser.add_argument("-g", "--grid-size", type=int, default=4,
@@ -46,6 +53,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="no ImageNet normalisation (implied for simclr-v1/-v2)")
     parser.add_argument("--device", default=default_device(), help="cuda or cpu")
     add_location_arguments(parser)
+    add_backbone_arguments(parser)
     parser.add_argument("--lr", type=float, default=None,
                         help="learning rate: with --wd, skips the search")
     parser.add_argument("--wd", type=float, default=None,
@@ -71,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         data_augmentation=not args.no_da, no_norm=args.no_norm, lr=args.lr, wd=args.wd,
         seed=args.seed, precision=args.precision, compile=args.compile,
         checkpoint_every=args.checkpoint_every, workers=args.workers, data_root=args.data_root,
-        models_dir=args.models_dir, results_dir=args.results_dir, progress=not args.no_progress)
+        models_dir=args.models_dir, results_dir=args.results_dir, progress=not args.no_progress,
+        backbone=backbone_options(args))
     context, device = init_distributed(args.device)
     try:
         record = run_finetune(settings, context, device)

@@ -4,15 +4,18 @@
     python report.py                      # results/ -> report/ (report.md, tables/, plots/)
     python report.py --paper              # the paper's number and the difference beside ours
     python report.py --results runs/a --out report-a
+    python report.py --imagenet-top1 timm:vit_small_patch14_dinov2.lvd142m=81.1
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
 from models.registry import REPO_ROOT
+from models.resolve import model_label
 from transfer.report import ReportError, write_report
 from transfer.results import default_results_dir
 
@@ -26,14 +29,35 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="output folder (default: report/)")
     parser.add_argument("--paper", action="store_true",
                         help="add tables of ours beside the paper's numbers (transfer/paper/)")
+    parser.add_argument("--imagenet-top1", action="append", default=[], metavar="NAME=VALUE",
+                        help="ImageNet top-1 (percent) of a model outside the paper's, for the "
+                             "correlations (repeatable); NAME as given to --model")
     return parser.parse_args(argv)
+
+
+def parse_top1(values: list[str]) -> dict[str, float]:
+    """``["timm:vit_small_patch16_224=79.9"]`` -> ``{"timm-vit_small_patch16_224": 79.9}``, each
+    name as its results are filed (``model_label``)."""
+    top1 = {}
+    for value in values:
+        name, sep, number = value.rpartition("=")
+        try:
+            percent = float(number)
+        except ValueError:
+            percent = math.nan
+        if not sep or not name or not 0 < percent < 100:  # NaN fails the range too
+            raise ReportError(f"--imagenet-top1 {value!r}: expected NAME=VALUE with VALUE a "
+                              "percentage, e.g. timm:vit_small_patch16_224.augreg_in21k=81.4")
+        top1[model_label(name)] = percent
+    return top1
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     results = args.results or default_results_dir()
     try:
-        report = write_report(results, args.out, paper=args.paper)
+        report = write_report(results, args.out, paper=args.paper,
+                              extra_top1=parse_top1(args.imagenet_top1))
     except ReportError as error:
         print(f"report.py: error: {error}", file=sys.stderr)
         return 2

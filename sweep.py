@@ -6,6 +6,7 @@
     python sweep.py --models paper --datasets all --protocols all --executor slurm \\
         --slurm-partition gpu --slurm-time 1440 --slurm-array-parallelism 32
     python sweep.py ... --extra finetune='--steps 500 --grid-size 2' --dry-run
+    python sweep.py --models timm:convnext_tiny.fb_in22k --datasets many-shot --protocols linear
 
 Shortcuts: models all | paper; datasets all | many-shot | cross-domain | few-shot;
 protocols all. Pairs a protocol does not apply to (linear/finetune/knn on a cross-domain set,
@@ -43,7 +44,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", required=True,
-                        help="model names, .pth files, or all / paper")
+                        help="model names, .pth files, timm:<architecture>[.<tag>], or "
+                             "all / paper")
     parser.add_argument("--datasets", nargs="+", required=True,
                         help="dataset names or all / many-shot / cross-domain / few-shot")
     parser.add_argument("--protocols", nargs="+", required=True,

@@ -25,7 +25,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models import build_trunk  # noqa: E402
+from models import FEATURE_DIM, build_trunk  # noqa: E402
 from transfer.arguments import default_device  # noqa: E402
 from transfer.finetune import FinetuneNet  # noqa: E402
 from transfer.train import correct_count, finetune_loss  # noqa: E402
@@ -47,7 +47,7 @@ def parse_args() -> argparse.Namespace:
 
 def new_model(device: str) -> tuple[nn.Module, torch.optim.Optimizer, object]:
     torch.manual_seed(0)
-    net = FinetuneNet(build_trunk(), NUM_CLASSES).to(device).train()
+    net = FinetuneNet(build_trunk(), NUM_CLASSES, FEATURE_DIM).to(device).train()
     optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, nesterov=True,
                                 weight_decay=1e-4)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=10_000)

@@ -10,6 +10,7 @@ import torch
 from models.convert import ConversionReport, convert_file
 from models.download import download
 from models.registry import RANDOM, ModelError, ModelSpec
+from models.resolve import checkpoint_path
 from transfer.atomic import atomic_path
 
 
@@ -39,7 +40,7 @@ def prepare_model(
     if not source.is_file():
         raise ModelError(f"no file at {source}")
     state_dict, report = convert_file(spec, source)
-    target = Path(models_dir) / f"{spec.name}.pth"
+    target = checkpoint_path(spec.name, models_dir)
     with atomic_path(target) as tmp:
         torch.save(state_dict, tmp)
     return target, report

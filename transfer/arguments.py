@@ -6,6 +6,8 @@ import argparse
 
 import torch
 
+from models.resolve import POOLS, PREPROCESSES, BackboneOptions
+
 
 def add_location_arguments(parser: argparse.ArgumentParser) -> None:
     """``--models-dir`` and ``--data-root``; ``None`` means the environment's or the default."""
@@ -49,6 +51,54 @@ def positive_float(text: str) -> float:
     return value
 
 
+def add_backbone_arguments(parser: argparse.ArgumentParser) -> None:
+    """How a ``timm:`` model is built and read; a ResNet-50 (registered, random, .pth) refuses
+    them (README: Evaluate your own backbone)."""
+    group = parser.add_argument_group("timm models (--model timm:<architecture>[.<tag>])")
+    group.add_argument(
+        "--weights",
+        default=None,
+        metavar="FILE",
+        help="state dict of the model (.pth/.pt/.bin or .safetensors), loaded strictly "
+        "(default: timm's pretrained weights)",
+    )
+    group.add_argument(
+        "--random-init", action="store_true", help="seeded random initialisation (a lower bound)"
+    )
+    group.add_argument(
+        "--pool",
+        choices=POOLS,
+        default="default",
+        help="default: timm's pre-logits feature (CLS token or pooled map, as trained); avg: "
+        "mean of the patch tokens (global average for CNNs); cls+avg: both concatenated",
+    )
+    group.add_argument(
+        "--layers",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="concatenate the feature of the last N blocks (default 1)",
+    )
+    group.add_argument(
+        "--preprocess",
+        choices=PREPROCESSES,
+        default="paper",
+        help="paper: SPEC's resize + centre crop with the model's mean/std (default); model: "
+        "timm's eval transform (crop_pct, interpolation)",
+    )
+
+
+def backbone_options(args: argparse.Namespace) -> BackboneOptions:
+    """The ``add_backbone_arguments`` values of parsed ``args``."""
+    return BackboneOptions(
+        weights=args.weights,
+        pool=args.pool,
+        layers=args.layers,
+        preprocess=args.preprocess,
+        random_init=args.random_init,
+    )
+
+
 def add_feature_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of the protocols that run on cached features (linear.py, few_shot.py, knn.py)."""
     parser.add_argument(
@@ -56,7 +106,8 @@ def add_feature_arguments(parser: argparse.ArgumentParser) -> None:
         "--image-size",
         type=int,
         default=None,
-        help="input size (default: the dataset's, 224 for the paper's)",
+        help="input size (default: a timm model's native size, else the dataset's: 224 for "
+        "the paper's)",
     )
     parser.add_argument(
         "-n",
@@ -64,6 +115,7 @@ def add_feature_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="no ImageNet normalisation (implied for simclr-v1/v2)",
     )
+    add_backbone_arguments(parser)
     parser.add_argument("--device", default=default_device(), help="cuda or cpu")
     parser.add_argument(
         "-b", "--batch-size", type=int, default=64, help="batch size of the feature pass"

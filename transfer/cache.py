@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from datasets import Split, build_transform, get_dataset_spec, load_split
+from datasets import Split, get_dataset_spec, load_split
 from models.registry import REPO_ROOT
 from transfer.atomic import atomic_path
 
@@ -146,6 +146,7 @@ class ManyShotFeatures:
     splits: dict[str, Split]
     features: dict[str, np.ndarray]
     image_size: int
+    transform_id: str
     cached: bool  # trainval and test were both served from the cache
     seconds: float
 
@@ -165,8 +166,8 @@ def many_shot_features(
     start = time.perf_counter()
     spec = get_dataset_spec(dataset)
     options = options or FeatureOptions()
-    image_size = options.image_size or spec.default_image_size
-    transform = build_transform("eval", image_size, backbone.normalize)
+    image_size = backbone.image_size(options.image_size, spec.default_image_size)
+    transform = backbone.transform("eval", image_size)
     cache = cache or FeatureCache()
     splits = {name: load_split(dataset, name, data_root) for name in MANY_SHOT_SPLITS}
     extracted = {
@@ -194,6 +195,7 @@ def many_shot_features(
         splits=splits,
         features=features,
         image_size=image_size,
+        transform_id=transform.transform_id,
         cached=all(hit for _, hit in extracted.values()),
         seconds=time.perf_counter() - start,
     )

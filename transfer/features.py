@@ -10,7 +10,6 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from datasets import ImageDataset, Split
-from models.backbone import FEATURE_DIM
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
@@ -25,7 +24,8 @@ def extract_features(
     precision: str = "fp32",
     progress: bool = True,
 ) -> torch.Tensor:
-    """Return the (n, 2048) float32 features of ``split`` on the CPU, in the split's order.
+    """Return the (n, backbone.feature_dim) float32 features of ``split`` on the CPU, in the
+    split's order.
 
     ``precision="bf16"`` runs the backbone under bfloat16 autocast (the features are still
     returned as float32); the cache keys on it, so the two are never mixed.
@@ -40,7 +40,7 @@ def extract_features(
         persistent_workers=False,
     )
     model = backbone.to(device).to(memory_format=torch.channels_last).eval()
-    features = torch.empty(len(split), FEATURE_DIM, dtype=torch.float32)
+    features = torch.empty(len(split), backbone.feature_dim, dtype=torch.float32)
     autocast = torch.autocast(device_type, dtype=PRECISIONS[precision], enabled=precision != "fp32")
     start, done = time.perf_counter(), 0
     bar = tqdm(

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from datasets import ImageDataset, build_transform, get_dataset_spec, load_split
-from models import FEATURE_DIM, load_backbone
+from datasets import ImageDataset, get_dataset_spec, load_split
+from models import BackboneOptions, load_backbone
 from transfer.atomic import atomic_path
 from transfer.calibration import calibration_record
 from transfer.distributed import SINGLE_PROCESS, Distributed, broadcast_object
@@ -71,12 +71,13 @@ def point_name(lr: float, wd: float) -> str:
 
 
 class FinetuneNet(nn.Module):
-    """The ResNet-50 trunk (2048-d pooled feature) and a new linear classifier, all trained."""
+    """The backbone's trunk (a ``feature_dim``-wide feature) and a new linear classifier, all
+    trained."""
 
-    def __init__(self, trunk: nn.Module, num_classes: int) -> None:
+    def __init__(self, trunk: nn.Module, num_classes: int, feature_dim: int) -> None:
         super().__init__()
         self.trunk = trunk
-        self.head = nn.Linear(FEATURE_DIM, num_classes)
+        self.head = nn.Linear(feature_dim, num_classes)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.head(self.trunk(images))
@@ -105,6 +106,7 @@ class FinetuneSettings:
     models_dir: str | None = None
     results_dir: str | None = None
     progress: bool = True
+    backbone: BackboneOptions = BackboneOptions()  # timm models: weights, pool, layers, preprocess
 
 
 def _check_settings(settings: FinetuneSettings) -> None:
@@ -151,12 +153,14 @@ class _Run:
         self.settings, self.context, self.device = settings, context, device
         self.log = log if context.is_main else (lambda message: None)
         self.spec = get_dataset_spec(settings.dataset)
-        self.image_size = settings.image_size or self.spec.default_image_size
-        self.backbone = load_backbone(settings.model, settings.models_dir, settings.no_norm)
+        self.backbone = load_backbone(settings.model, settings.models_dir, settings.no_norm,
+                                      settings.backbone)
+        self.image_size = self.backbone.image_size(settings.image_size,
+                                                   self.spec.default_image_size)
         normalize = self.backbone.normalize
         kind = "train" if settings.data_augmentation else "eval"
-        self.train_transform = build_transform(kind, self.image_size, normalize)
-        self.eval_transform = build_transform("eval", self.image_size, normalize)
+        self.train_transform = self.backbone.transform(kind, self.image_size)
+        self.eval_transform = self.backbone.transform("eval", self.image_size)
         self.recipe = {
             "steps": settings.steps, "batch_size": settings.batch_size,
             "image_size": self.image_size, "data_augmentation": settings.data_augmentation,
@@ -183,7 +187,8 @@ class _Run:
     def new_net(self) -> nn.Module:
         """A fresh copy of the pretrained trunk and a new head, seeded so reruns agree."""
         torch.manual_seed(self.settings.seed)
-        net = FinetuneNet(copy.deepcopy(self.backbone.trunk), self.spec.num_classes)
+        net = FinetuneNet(copy.deepcopy(self.backbone.trunk), self.spec.num_classes,
+                          self.backbone.feature_dim)
         if self.sync_bn:  # BN statistics over the global batch, as on one GPU
             net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
         return net.to(self.device)
@@ -204,7 +209,9 @@ class _Run:
 
     def common_fields(self) -> dict:
         return {"protocol": PROTOCOL, "model": self.backbone.name, "dataset": self.spec.name,
-                "metric": self.spec.metric, "world_size": self.context.world_size,
+                "metric": self.spec.metric, "backbone": self.backbone.describe(),
+                "transform_id": self.eval_transform.transform_id,
+                "world_size": self.context.world_size,
                 "sync_bn": self.sync_bn, "versions": software_versions(),
                 "created": datetime.datetime.now(datetime.timezone.utc).isoformat()}
 

@@ -92,6 +92,8 @@ def linear_probe(
         "solver": solver,
         "image_size": extracted.image_size,
         "normalize": backbone.normalize,
+        "transform_id": extracted.transform_id,
+        "backbone": backbone.describe(),
         "sizes": {name: len(split) for name, split in splits.items()},
         "features_cached": extracted.cached,
         "timings": {

@@ -375,10 +375,12 @@ def compare_with_paper(table: Table, paper: pd.DataFrame) -> Table | None:
 # ----------------------------------------------------------------------------- correlation
 
 
-def imagenet_top1() -> dict[str, float]:
-    """ImageNet top-1 of every registered model that has one (the paper's numbers)."""
-    return {name: spec.imagenet_top1 for name, spec in MODELS.items()
+def imagenet_top1(extra: Mapping[str, float] | None = None) -> dict[str, float]:
+    """ImageNet top-1 of every registered model that has one (the paper's numbers), plus those
+    the user gives (``--imagenet-top1 NAME=VALUE``, e.g. for timm models), which win."""
+    top1 = {name: spec.imagenet_top1 for name, spec in MODELS.items()
             if spec.imagenet_top1 is not None}
+    return {**top1, **(extra or {})}
 
 
 def logit_percent(values: Any) -> np.ndarray:
@@ -536,13 +538,16 @@ class Report:
     problems: list[str]
 
 
-def write_report(results_dir: str | Path, out_dir: str | Path, paper: bool = False) -> Report:
+def write_report(results_dir: str | Path, out_dir: str | Path, paper: bool = False,
+                 extra_top1: Mapping[str, float] | None = None) -> Report:
     """Gather the results, write tables (Markdown + CSV), the correlation table, the plots and
-    ``report.md`` that shows them all; with ``paper``, the paper's numbers beside ours."""
+    ``report.md`` that shows them all; with ``paper``, the paper's numbers beside ours.
+    ``extra_top1`` adds ImageNet top-1 values of other models (by result label) to the
+    correlations; models without one are tabulated but left out of them."""
     out = Path(out_dir)
     results = gather_results(results_dir)
     tables = build_tables(results)
-    top1 = imagenet_top1()
+    top1 = imagenet_top1(extra_top1)
     correlation = correlation_table(tables, top1)
     comparisons = []
     if paper:

@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from datasets.registry import DATASETS
-from models.registry import MODELS, PAPER_MODELS, REPO_ROOT, default_models_dir
+from models.registry import MODELS, PAPER_MODELS, REPO_ROOT, ModelError, default_models_dir
+from models.resolve import CUSTOM, FILE, BackboneOptions, model_label, resolve_model
 from transfer.results import result_path
 
 PROTOCOLS: tuple[str, ...] = ("linear", "few_shot", "finetune", "knn")
@@ -68,18 +69,19 @@ def _expand(names: Iterable[str], shortcuts: dict[str, list[str]], kind: str,
 
 def expand_models(names: Iterable[str], models_dir: str | os.PathLike | None = None) -> list[str]:
     """Model names with ``all`` / ``paper`` expanded; a custom name needs a checkpoint
-    ``<models_dir>/<name>.pth``, and a ``.pth`` path must exist."""
+    ``<models_dir>/<name>.pth``, a ``.pth`` path must exist, and a ``timm:`` name must be a timm
+    architecture (its error, naming the closest ones, is raised as is)."""
     folder = Path(models_dir) if models_dir else default_models_dir()
 
     def known(name: str) -> bool:
-        if name in MODELS:
-            return True
-        if name.endswith(".pth"):
-            return Path(name).is_file()
-        return (folder / f"{name}.pth").is_file()
+        try:
+            ref = resolve_model(name, folder)
+        except ModelError as error:
+            raise SweepError(str(error)) from None
+        return ref.kind not in (CUSTOM, FILE) or ref.path.is_file()
 
     hint = (f"{', '.join(MODEL_SETS)} (shortcuts), {', '.join(MODELS)}, a common-format .pth "
-            f"file, or a name with a checkpoint <name>.pth in {folder}")
+            f"file, a name with a checkpoint <name>.pth in {folder}, or timm:<architecture>")
     return _expand(names, MODEL_SETS, "model", known, hint)
 
 
@@ -103,11 +105,6 @@ def not_applicable(protocol: str, dataset: str) -> str | None:
     if protocol == "few_shot" and spec.multilabel:
         return "multi-label, so no few-shot classes"
     return None
-
-
-def model_label(model: str) -> str:
-    """The name results are filed under: the model name, or a .pth file's stem."""
-    return Path(model).stem if model.endswith(".pth") else model
 
 
 def parse_extra(values: Iterable[str]) -> dict[str, tuple[str, ...]]:
@@ -169,10 +166,31 @@ def _known_value(tokens: Sequence[str], option: str, kind: type, default: Any) -
     return getattr(namespace, option.lstrip("-").replace("-", "_"))
 
 
+def _backbone_options(tokens: Sequence[str]) -> BackboneOptions:
+    """The timm options (``--weights``, ``--pool``, ...) an ``--extra`` passes, which name the
+    result files of a ``timm:`` model."""
+    default = BackboneOptions()
+    return BackboneOptions(
+        weights=_known_value(tokens, "--weights", str, default.weights),
+        pool=_known_value(tokens, "--pool", str, default.pool),
+        layers=_known_value(tokens, "--layers", int, default.layers),
+        preprocess=_known_value(tokens, "--preprocess", str, default.preprocess),
+        random_init=_known_flag(tokens, "--random-init"),
+    )
+
+
+def _known_flag(tokens: Sequence[str], option: str) -> bool:
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument(option, action="store_true")
+    namespace, _ = parser.parse_known_args(list(tokens))
+    return getattr(namespace, option.lstrip("-").replace("-", "_"))
+
+
 def expected_outputs(protocol: str, model: str, dataset: str,
                      options: SweepOptions) -> tuple[Path, ...]:
     """The result files a finished cell has written (as the protocol scripts name them)."""
-    label, extra = model_label(model), options.extra.get(protocol, ())
+    extra = options.extra.get(protocol, ())
+    label = model_label(model, _backbone_options(extra))
     if protocol == "few_shot":
         n_way = _known_value(extra, "--n-way", int, 5)
         return tuple(result_path("few_shot", label, dataset, f"{n_way}way{k}shot",

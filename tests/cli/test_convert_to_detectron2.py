@@ -129,8 +129,33 @@ def test_custom_models_convert_by_name_and_by_path(script, tmp_path: Path, capsy
 
 
 def test_missing_custom_model_says_how_to_make_it(script, tmp_path: Path, capsys) -> None:
-    assert script.main(["--models", "resnet18", "random", "--models-dir", str(tmp_path)]) == 1
+    assert script.main(["--models", "resnet18", "--models-dir", str(tmp_path)]) == 1
     out = capsys.readouterr().out
     assert f"skip resnet18: {tmp_path / 'resnet18.pth'} not found" in out
     assert "'resnet18' is not a registered model" in out and "without fc.*" in out
-    assert "skip random" in out and "no pretrained weights" in out
+
+
+def test_custom_model_is_converted_and_a_missing_one_named(script, tmp_path: Path, capsys):
+    saved = write_common_checkpoint(tmp_path, "my-resnet", seed=2)
+    assert script.main(["--models", "my-resnet", "--models-dir", str(tmp_path)]) == 0
+    with open(tmp_path / "detectron2" / "my-resnet.pkl", "rb") as f:
+        model = pickle.load(f)["model"]
+    np.testing.assert_array_equal(model["stem.conv1.weight"], saved["conv1.weight"].numpy())
+    capsys.readouterr()
+    assert script.main(["--models", "resnet18", "--models-dir", str(tmp_path)]) == 1
+    out, err = capsys.readouterr()
+    assert f"skip resnet18: {tmp_path / 'resnet18.pth'} not found" in out
+    assert "no model converted" in err
+
+
+@pytest.mark.parametrize(("name", "message"), [
+    ("timm:resnet50", "detection is a ResNet-50 protocol"),
+    ("random", "'random' has no pretrained weights"),
+])
+def test_timm_and_random_are_refused_before_any_conversion(script, tmp_path, capsys, name,
+                                                           message):
+    write_common_checkpoint(tmp_path, "byol")
+    assert script.main(["--models", "byol", name, "--models-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err
+    assert not (tmp_path / "detectron2").exists()

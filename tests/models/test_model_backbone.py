@@ -75,3 +75,39 @@ def test_identity_is_the_files_sha256(tmp_path):
     torch.save(trunk_only(reference_state_dict(seed=3)), tmp_path / "m.pth")
     digest = hashlib.sha256((tmp_path / "m.pth").read_bytes()).hexdigest()
     assert load_backbone("m", tmp_path).identity == digest
+
+
+def test_paper_models_keep_their_cache_identity_transform_ids_and_paths(tmp_path):
+    """Pinned as they were before timm models came: the feature cache of the paper's models and
+    of custom ResNet-50 files must not move."""
+    import hashlib
+
+    from datasets import build_transform, load_split
+    from transfer.cache import FeatureCache
+
+    backbone = load_backbone("random")
+    assert backbone.identity == f"random-seed0-torchvision{torchvision.__version__}"
+    assert backbone.feature_dim == 2048 and backbone.name == "random"
+    ids = {kind: backbone.transform(kind, 224).transform_id for kind in ("eval", "train",
+                                                                          "fewshot")}
+    assert ids == {"eval": "eval-224-norm", "train": "train-224-norm",
+                   "fewshot": "fewshot-224-norm"}
+    assert load_backbone("random", no_norm=True).transform("eval", 64).transform_id == (
+        "eval-64-nonorm")
+    assert build_transform("eval", 224, True).transform_id == "eval-224-norm"
+    split = load_split("digits", "trainval")
+    assert FeatureCache.key("abc", split.identity, "eval-224-norm", "fp32") == (
+        "8fcbaf7eae371ef09248")
+    text = "\n".join((backbone.identity, split.identity, "eval-64-norm", "fp32"))
+    key = hashlib.sha256(text.encode()).hexdigest()[:20]
+    assert FeatureCache(tmp_path).path("random", split, backbone.identity, "eval-64-norm",
+                                       "fp32") == (
+        tmp_path / "random" / "digits" / f"trainval-eval-64-norm-fp32-{key}.pt")
+    torch.save(trunk_only(reference_state_dict(seed=3)), tmp_path / "simclr-v1.pth")
+    simclr = load_backbone("simclr-v1", tmp_path)
+    assert simclr.transform("eval", 224).transform_id == "eval-224-nonorm"
+    digest = hashlib.sha256((tmp_path / "simclr-v1.pth").read_bytes()).hexdigest()
+    assert simclr.identity == digest
+    # a path to a registered model's file keeps the registry's knowledge, as the dense tasks did
+    assert load_backbone(str(tmp_path / "simclr-v1.pth")).transform("eval", 224).transform_id == (
+        "eval-224-nonorm")

@@ -16,7 +16,8 @@ import torchvision
 from torch import nn
 
 from models.backbone import Backbone, load_backbone
-from models.registry import MODELS, ModelError
+from models.registry import ModelError
+from models.resolve import RANDOM, resolve_model
 
 STAGE_CHANNELS = (256, 512, 1024, 2048)
 
@@ -54,20 +55,6 @@ class ResNetStages(nn.Module):
         return stages
 
 
-def resolve_model(weights: str | Path,
-                  models_dir: str | Path | None = None) -> tuple[str, Path | None]:
-    """``byol`` or ``path/to/byol.pth`` -> (model name, folder holding it, or None for default).
-
-    A file path keeps the registry's knowledge (e.g. simclr's missing normalisation) when its
-    stem is a registered name.
-    """
-    text = str(weights)
-    if text.endswith(".pth"):
-        path = Path(text)
-        return path.stem, path.parent
-    return text, Path(models_dir) if models_dir else None
-
-
 def load_encoder(weights: str | Path, models_dir: str | Path | None = None,
                  dilated: bool = False, frozen: bool = False) -> tuple[ResNetStages, Backbone]:
     """Build the encoder and copy ``models/<name>.pth`` into it strictly.
@@ -75,13 +62,12 @@ def load_encoder(weights: str | Path, models_dir: str | Path | None = None,
     Returns the encoder and the loaded ``Backbone`` (its ``name``, ``normalize`` and
     ``identity`` describe the weights; the trunk itself is not kept).
     """
-    name, folder = resolve_model(weights, models_dir)
-    if name == "random":
+    ref = resolve_model(str(weights), models_dir)
+    ref.require_resnet50("dense prediction (surface normals, segmentation)")
+    if ref.kind == RANDOM:
         raise ModelError("the dense tasks evaluate pretrained weights; 'random' is not one")
-    backbone = load_backbone(name, folder)
+    backbone = load_backbone(str(weights), models_dir)
     encoder = ResNetStages(dilated=dilated, frozen=frozen)
     state = {k: v for k, v in backbone.trunk.state_dict().items() if not k.startswith("fc.")}
     encoder.load_state_dict(state, strict=True)
-    if name not in MODELS:
-        backbone.name = name
     return encoder, backbone
