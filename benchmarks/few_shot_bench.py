@@ -20,7 +20,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from datasets import build_transform, load_split  # noqa: E402
+from datasets import load_split  # noqa: E402
 from models import load_backbone  # noqa: E402
 from transfer.cache import FeatureCache, cached_features  # noqa: E402
 from transfer.protonet import episode_accuracies, sample_episodes  # noqa: E402
@@ -34,10 +34,10 @@ def original_way(backbone, pool, transform, episodes, count: int, device: str) -
         indices = np.concatenate([support, query], axis=1).reshape(-1)
         images = torch.stack([transform(pool.load_image(int(i))) for i in indices]).to(device)
         with torch.no_grad():
-            features = model(images).view(support.shape[0], -1, 2048)
+            features = model(images).view(support.shape[0], -1, backbone.feature_dim)
         n_support = support.shape[1]
         prototypes = features[:, :n_support].mean(1)
-        queries = features[:, n_support:].reshape(-1, 2048)
+        queries = features[:, n_support:].reshape(-1, backbone.feature_dim)
         predictions = torch.cdist(queries, prototypes).argmin(1)
         truth = torch.arange(support.shape[0], device=device).repeat_interleave(query.shape[1])
         accuracies.append((predictions == truth).double().mean().item() * 100)
@@ -62,7 +62,7 @@ def main() -> None:
     backbone = load_backbone(args.model)
     pool = load_split(args.dataset, "fewshot", args.data_root)
     size = args.image_size or (64 if args.dataset == "digits" else 224)
-    transform = build_transform("fewshot", size, backbone.normalize)
+    transform = backbone.transform("fewshot", size)
     episodes = sample_episodes(
         pool.targets, args.n_way, args.n_support, args.n_query, args.episodes, seed=0
     )

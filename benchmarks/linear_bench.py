@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.logreg_bench import benchmark_solvers, limit_threads  # noqa: E402
-from datasets import ImageDataset, build_transform, get_dataset_spec, load_split  # noqa: E402
+from datasets import ImageDataset, get_dataset_spec, load_split  # noqa: E402
 from models import load_backbone  # noqa: E402
 from transfer.cache import FeatureCache, cached_features, features_of_subset  # noqa: E402
 
@@ -66,9 +66,9 @@ def main() -> None:
         limit_threads(args.threads)
 
     spec = get_dataset_spec(args.dataset)
-    size = args.image_size or spec.default_image_size
     backbone = load_backbone(args.model)
-    transform = build_transform("eval", size, backbone.normalize)
+    size = backbone.image_size(args.image_size, spec.default_image_size)
+    transform = backbone.transform("eval", size)
     splits = {
         name: load_split(args.dataset, name, args.data_root)
         for name in ("train", "val", "trainval", "test")
