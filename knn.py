@@ -8,7 +8,12 @@ import sys
 
 from datasets import DatasetError
 from models import ModelError, load_backbone
-from transfer.arguments import add_feature_arguments, positive_float, positive_int
+from transfer.arguments import (
+    add_feature_arguments,
+    backbone_options,
+    positive_float,
+    positive_int,
+)
 from transfer.cache import FeatureCache, FeatureOptions
 from transfer.knn import (
     DEFAULT_KS,
@@ -31,7 +36,12 @@ METRIC_NAMES = {
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("-m", "--model", default="deepcluster-v2", help="model name or .pth file")
+    parser.add_argument(
+        "-m",
+        "--model",
+        default="deepcluster-v2",
+        help="model name, .pth file or timm:<architecture>[.<tag>]",
+    )
     parser.add_argument("-d", "--dataset", default="cifar10", help="dataset name")
     parser.add_argument(
         "--k",
@@ -89,7 +99,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        backbone = load_backbone(args.model, args.models_dir, no_norm=args.no_norm)
+        backbone = load_backbone(
+            args.model, args.models_dir, no_norm=args.no_norm, options=backbone_options(args)
+        )
         record = knn_probe(
             backbone,
             args.dataset,

@@ -130,6 +130,8 @@ def knn_probe(
         "test_scores": {str(k): float(test[k]) for k in ks},
         "image_size": extracted.image_size,
         "normalize": backbone.normalize,
+        "transform_id": extracted.transform_id,
+        "backbone": backbone.describe(),
         "sizes": {name: len(split) for name, split in splits.items()},
         "features_cached": extracted.cached,
         "timings": {

@@ -1,4 +1,4 @@
-"""timm models through every feature protocol's script, end to end and offline: linear.py,
+"""timm models through every feature protocol's script, end to end and offline: linear.py, knn.py,
 few_shot.py and finetune.py on digits and on a fixture dataset, sweep.py (its file names agree
 with the scripts'), report.py, and the clear errors of the ResNet-50-only protocols."""
 
@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import few_shot
+import knn
 import linear
 import report as report_script
 import sweep as sweep_script
@@ -113,6 +114,7 @@ def test_every_protocol_on_a_fixture_dataset_with_a_weights_file(arch, weight_fi
     assert linear.main(["-d", "dtd", *model, "-w", "3", *cached]) == 0
     assert few_shot.main(["-d", "dtd", *model, "--n-way", "3", "--n-support", "1",
                           "--n-query", "3", "--iter-num", "10", *cached]) == 0
+    assert knn.main(["-d", "dtd", *model, "--k", "1", "5", *cached]) == 0
     done = _finetune(["-d", "dtd", *model, "--lr", "0.01", "--wd", "0.0001", "--steps", "1",
                       "-b", "4", "-w", "0", "--no-progress", "--device", "cpu",
                       "--data-root", str(tmp_path / "data"), "--results-dir",
@@ -121,6 +123,7 @@ def test_every_protocol_on_a_fixture_dataset_with_a_weights_file(arch, weight_fi
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()
     for path in (tmp_path / "r" / "linear" / f"{label}__dtd.json",
                  tmp_path / "r" / "few_shot" / f"{label}__dtd__3way1shot.json",
+                 tmp_path / "r" / "knn" / f"{label}__dtd.json",
                  tmp_path / "r" / "finetune" / f"{label}__dtd__lr0.01_wd0.0001.json"):
         record = _read(path)
         assert record["model"] == label and record["backbone"]["weights_sha256"] == digest
@@ -129,6 +132,7 @@ def test_every_protocol_on_a_fixture_dataset_with_a_weights_file(arch, weight_fi
 @pytest.mark.parametrize(("script", "argv", "message"), [
     (linear, ["-m", "random", "--pool", "avg"], "--pool apply to timm: models only"),
     (few_shot, ["-m", "random", "--weights", "w.pth"], "--weights apply to timm: models only"),
+    (knn, ["-m", "random", "--layers", "2"], "--layers apply to timm: models only"),
     (linear, ["-m", f"timm:{VIT}"], "no pretrained weights for timm:vit_tiny_patch16_224"),
     (few_shot, ["-m", f"timm:{VIT}", "--random-init", "-i", "20"], "multiple of its patch size"),
     (linear, ["-m", "timm:resnet5O"], "closest: resnet50"),
