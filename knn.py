@@ -6,17 +6,16 @@ from __future__ import annotations
 import argparse
 import sys
 
-from datasets import DatasetError
-from models import ModelError, load_backbone
+from models import load_backbone
 from transfer.arguments import add_feature_arguments, positive_float, positive_int
 from transfer.cache import FeatureCache, FeatureOptions
+from transfer.errors import TransferError
 from transfer.knn import (
     DEFAULT_KS,
     DEFAULT_TEMPERATURE,
     METRIC_SPACES,
     QUERY_CHUNK,
     TRAIN_CHUNK,
-    KnnError,
 )
 from transfer.knn_probe import knn_probe
 from transfer.results import result_path, write_result
@@ -107,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             query_chunk=args.query_chunk,
             train_chunk=args.train_chunk,
         )
-    except (DatasetError, ModelError, KnnError) as error:
+    except TransferError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     record["arguments"] = vars(args)

@@ -26,6 +26,7 @@ from models import BackboneOptions, load_backbone
 from transfer.atomic import atomic_path
 from transfer.calibration import calibration_record
 from transfer.distributed import SINGLE_PROCESS, Distributed, broadcast_object
+from transfer.errors import TransferError
 from transfer.metrics import score
 from transfer.results import read_result, result_path, software_versions, write_result
 from transfer.train import (
@@ -42,7 +43,7 @@ LR_EXPONENTS = (-4.0, -1.0)
 WD_EXPONENTS = (-6.0, -3.0)
 
 
-class FinetuneError(ValueError):
+class FinetuneError(TransferError, ValueError):
     """Settings or stored records that the finetuning protocol cannot use."""
 
 

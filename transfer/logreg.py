@@ -43,6 +43,7 @@ import torch
 from tqdm import tqdm
 
 from transfer import lbfgsb, metrics
+from transfer.errors import TransferError
 
 SOLVERS = ("sklearn", "torch")
 # torch strategies: "chain" repeats the original's fits (scipy's L-BFGS-B, scikit-learn's options,
@@ -70,7 +71,7 @@ TORCH_MAX_ITER = 1000
 _LOSS_NOISE = 1e-6
 
 
-class LogregError(ValueError):
+class LogregError(TransferError, ValueError):
     """Bad input to the linear probe (shapes, labels, solver, device)."""
 
 

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from transfer.errors import TransferError
+
 METRICS = ("accuracy", "mean_per_class_accuracy", "voc11_map")
 
 
-class MetricError(ValueError):
+class MetricError(TransferError, ValueError):
     """A metric got inputs it cannot score (shapes, label ranges, unknown metric name)."""
 
 

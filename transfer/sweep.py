@@ -26,6 +26,7 @@ from typing import Any
 from datasets.registry import DATASETS
 from models.registry import MODELS, PAPER_MODELS, REPO_ROOT, ModelError, default_models_dir
 from models.resolve import CUSTOM, FILE, BackboneOptions, model_label, resolve_model
+from transfer.errors import TransferError
 from transfer.results import result_path
 
 PROTOCOLS: tuple[str, ...] = ("linear", "few_shot", "finetune", "knn")
@@ -49,7 +50,7 @@ _OWNED_BY_PROTOCOL = {"few_shot": {"--n-support"}}
 _STATUSES = ("done", "failed", "skipped", "submitted", "not run")
 
 
-class SweepError(ValueError):
+class SweepError(TransferError, ValueError):
     """A sweep option names an unknown model, dataset or protocol, or cannot be honoured."""
 
 
