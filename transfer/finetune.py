@@ -27,7 +27,7 @@ from transfer.atomic import atomic_path
 from transfer.calibration import calibration_record
 from transfer.distributed import SINGLE_PROCESS, Distributed, broadcast_object
 from transfer.errors import TransferError
-from transfer.metrics import score
+from transfer.metrics import first_best, score
 from transfer.results import read_result, result_path, software_versions, write_result
 from transfer.train import (
     TrainConfig,
@@ -263,11 +263,7 @@ def test_logits_path(final_path: Path) -> Path:
 
 def best_point(records: list[dict]) -> dict:
     """The record with the highest val score; the earliest wins a tie (the original's strict >)."""
-    best = records[0]
-    for record in records[1:]:
-        if record["score"] > best["score"]:
-            best = record
-    return best
+    return records[first_best([record["score"] for record in records])]
 
 
 def run_finetune(settings: FinetuneSettings, context: Distributed = SINGLE_PROCESS,
