@@ -256,6 +256,13 @@ def search_grid(run: _Run, grid: list[tuple[float, float]]) -> list[dict]:
     return records
 
 
+def final_result_path(settings: FinetuneSettings, model: str) -> Path:
+    """The final record's file: a given (lr, wd) is filed under its own name; ``model`` is the
+    backbone's name (a checkpoint file's stem)."""
+    suffix = point_name(settings.lr, settings.wd) if settings.lr is not None else ""
+    return result_path(PROTOCOL, model, settings.dataset, suffix, settings.results_dir)
+
+
 def test_logits_path(final_path: Path) -> Path:
     """``<model>__<dataset>[__suffix].test_logits.npy``: the final model's (n, C) test logits."""
     return final_path.with_suffix(".test_logits.npy")
@@ -275,12 +282,9 @@ def run_finetune(settings: FinetuneSettings, context: Distributed = SINGLE_PROCE
     if given:
         final_recipe = {**run.recipe, "selection": "given", "lr": settings.lr,
                         "wd": settings.wd}
-        suffix = point_name(settings.lr, settings.wd)
     else:
         final_recipe = {**run.recipe, "selection": "grid", "grid_size": settings.grid_size}
-        suffix = ""
-    final_path = result_path(PROTOCOL, run.backbone.name, run.spec.name, suffix,
-                             settings.results_dir)
+    final_path = final_result_path(settings, run.backbone.name)
     done = _read_matching(final_path, final_recipe, context)
     if done is not None:
         run.log(f"{final_path} exists: nothing to do")
