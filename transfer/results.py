@@ -46,10 +46,13 @@ def result_path(
 
 
 def _setting_name(item: tuple[str, Any]) -> str:
-    """``C1``, ``i32``, ``solver-torch``; a flag is its name (``nonorm``), or ``no<name>``."""
+    """``C1``, ``i32``, ``k10-20``, ``solver-torch``; a flag is its name (``nonorm``), or
+    ``no<name>``."""
     key, value = item
     if isinstance(value, bool):
         return key if value else f"no{key}"
+    if isinstance(value, (list, tuple)):  # e.g. --k 10 20 -> k10-20
+        return key + "-".join(f"{v:.4g}" if isinstance(v, (int, float)) else str(v) for v in value)
     if isinstance(value, (int, float)):
         return f"{key}{value:.4g}"
     return f"{key}-{value}"
