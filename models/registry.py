@@ -208,13 +208,3 @@ def default_models_dir() -> Path:
     """``$SSL_TRANSFER_MODELS`` if set, else ``models/`` in this repository."""
     env = os.environ.get("SSL_TRANSFER_MODELS")
     return Path(env) if env else REPO_ROOT / "models"
-
-
-def get_model_spec(name: str) -> ModelSpec:
-    """The registered spec of ``name``; unknown names raise with the list of known ones."""
-    try:
-        return MODELS[name]
-    except KeyError:
-        raise ModelError(
-            f"unknown model {name!r}; registered models: {', '.join(MODELS)}"
-        ) from None

@@ -164,10 +164,6 @@ def check_recipe(config: dict[str, Any], source: str) -> None:
                           "(the encoder's output stride)")
 
 
-def model_name(config: dict[str, Any]) -> str:
-    return Path(config["MODEL"]["weights_encoder"]).stem
-
-
 def build_model(encoder: ResNetStages, num_class: int) -> DenseModel:
     return DenseModel(encoder, UPerNet(num_class=num_class, fpn_dim=512))
 
