@@ -18,6 +18,7 @@ from models.backbone import how_to_make_checkpoint
 from models.detectron2 import convert_checkpoint, detection_models
 from models.registry import ModelError, default_models_dir
 from models.resolve import RANDOM, model_label, resolve_model
+from transfer.errors import TransferError
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
             ref.require_resnet50("detection")
             if ref.kind == RANDOM:
                 raise ModelError("'random' has no pretrained weights to convert for detection")
-    except ModelError as err:
+    except TransferError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     converted, failed = [], []
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         try:
             dst = convert_checkpoint(src, out_dir / f"{src.stem}.pkl")
-        except ModelError as err:
+        except TransferError as err:
             tqdm.write(f"error {name}: {err}", file=sys.stderr)
             failed.append(name)
             continue

@@ -12,7 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from transfer.detection_results import MODES, DetectionResultsError, write_detection_result
+from transfer.detection_results import MODES, write_detection_result
+from transfer.errors import TransferError
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -34,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         path = write_detection_result(args.output_dir, args.results_dir, args.model, args.mode)
-    except DetectionResultsError as err:
+    except TransferError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(f"wrote {path}")

@@ -7,8 +7,9 @@ import argparse
 import sys
 
 from models.prepare import prepare_model
-from models.registry import MODELS, PAPER_MODELS, ModelError, default_models_dir
+from models.registry import MODELS, PAPER_MODELS, default_models_dir
 from models.resolve import checkpoint_path
+from transfer.errors import TransferError
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         try:
             path, report = prepare_model(MODELS[name], models_dir, args.source)
-        except ModelError as error:
+        except TransferError as error:
             print(f"{name}: FAILED\n  {error}", file=sys.stderr)
             failed.append(name)
             continue

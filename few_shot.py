@@ -6,16 +6,28 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
-from datasets import DatasetError, get_dataset_spec, load_split
-from models import ModelError, load_backbone
-from transfer.arguments import add_feature_arguments, backbone_options
+from datasets import get_dataset_spec, load_split
+from models import load_backbone
+from transfer.arguments import (
+    add_feature_arguments,
+    backbone_options,
+    int_at_least,
+    positive_int,
+)
 from transfer.cache import FeatureCache, cached_features
+from transfer.errors import TransferError
 from transfer.protonet import EpisodeError, episode_accuracies, mean_and_ci95, sample_episodes
-from transfer.results import result_path, write_result
+from transfer.results import changed_settings, check_results_dir, result_path, write_result
+
+# Options that change the numbers besides the shots and ways the file name always holds: a run
+# that sets one away from its default is filed under a name that says so (transfer/results.py).
+RESULT_OPTIONS = {"n_query": "q", "iter_num": "episodes", "seed": "seed", "image_size": "i",
+                  "no_norm": "nonorm"}
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
         "-m",
@@ -24,46 +36,62 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="model name, .pth file or timm:<architecture>[.<tag>]",
     )
     parser.add_argument("-d", "--dataset", default="cropdiseases", help="dataset name")
-    parser.add_argument("--n-way", type=int, default=5, help="classes per episode")
+    parser.add_argument("--n-way", type=int_at_least(2), default=5, help="classes per episode")
     parser.add_argument(
         "--n-support",
-        type=int,
+        type=positive_int,
         nargs="+",
         default=[5],
         help="support images per class; several values share one feature pass",
     )
-    parser.add_argument("--n-query", type=int, default=15, help="query images per class")
-    parser.add_argument("--iter-num", type=int, default=600, help="number of episodes")
+    parser.add_argument("--n-query", type=positive_int, default=15, help="query images per class")
+    parser.add_argument("--iter-num", type=positive_int, default=600, help="number of episodes")
     parser.add_argument("--seed", type=int, default=0, help="seed of the episode sampler")
     add_feature_arguments(parser)
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
+
+
+def result_files(args: argparse.Namespace, model: str) -> list[Path]:
+    """The result file of each support size, as sweep.py expects them too."""
+    settings = changed_settings(vars(args), vars(parse_args([])), RESULT_OPTIONS)
+    return [
+        result_path("few_shot", model, args.dataset, f"{args.n_way}way{n_support}shot",
+                    args.results_dir, settings)
+        for n_support in args.n_support
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        spec = get_dataset_spec(args.dataset)
-        backbone = load_backbone(
-            args.model, args.models_dir, no_norm=args.no_norm, options=backbone_options(args)
-        )
-        image_size = backbone.image_size(args.image_size, spec.default_image_size)
-        pool = load_split(args.dataset, "fewshot", args.data_root)
-    except (DatasetError, ModelError) as error:
+        return run(args)
+    except TransferError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    spec = get_dataset_spec(args.dataset)
+    check_results_dir("few_shot", args.results_dir)
+    backbone = load_backbone(
+        args.model, args.models_dir, no_norm=args.no_norm, options=backbone_options(args)
+    )
+    image_size = backbone.image_size(args.image_size, spec.default_image_size)
+    pool = load_split(args.dataset, "fewshot", args.data_root)
     if pool.multilabel:
-        print(
-            f"error: {args.dataset} is multi-label; few-shot needs single-label classes",
-            file=sys.stderr,
-        )
-        return 2
+        raise EpisodeError(f"{args.dataset} is multi-label; few-shot needs single-label classes")
+    cache = FeatureCache(args.cache_dir)
     transform = backbone.transform("fewshot", image_size)
     start = time.perf_counter()
     features, hit = cached_features(
         backbone,
         pool,
         transform,
-        FeatureCache(args.cache_dir),
+        cache,
         batch_size=args.batch_size,
         device=args.device,
         workers=args.workers,
@@ -73,15 +101,15 @@ def main(argv: list[str] | None = None) -> int:
         f"{'loaded cached' if hit else 'computed'} features of {len(pool)} images "
         f"in {feature_seconds:.1f}s"
     )
-    for n_support in args.n_support:
+    paths = result_files(args, backbone.name)
+    for n_support, path in zip(args.n_support, paths, strict=True):
         start = time.perf_counter()
         try:
             episodes = sample_episodes(
                 pool.targets, args.n_way, n_support, args.n_query, args.iter_num, seed=args.seed
             )
         except EpisodeError as error:
-            print(f"error: {args.dataset}: {error}", file=sys.stderr)
-            return 2
+            raise EpisodeError(f"{args.dataset}: {error}") from None
         if episodes.skipped_classes:
             names = [pool.classes[c] for c in episodes.skipped_classes]
             print(
@@ -95,13 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             f"Test Acc = {accuracy:.2f}% +- {ci95:.2f}%"
         )
         write_result(
-            result_path(
-                "few_shot",
-                backbone.name,
-                args.dataset,
-                f"{args.n_way}way{n_support}shot",
-                args.results_dir,
-            ),
+            path,
             {
                 "protocol": "few_shot",
                 "model": backbone.name,

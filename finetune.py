@@ -14,9 +14,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
-from datasets import DatasetError
-from models import ModelError
 from transfer.arguments import (
     add_backbone_arguments,
     add_location_arguments,
@@ -24,8 +23,10 @@ from transfer.arguments import (
     default_device,
 )
 from transfer.distributed import init_distributed, shutdown
-from transfer.finetune import FinetuneError, FinetuneSettings, run_finetune
-from transfer.train import PRECISIONS, TrainError
+from transfer.errors import TransferError
+from transfer.finetune import FinetuneSettings, final_result_path, run_finetune
+from transfer.results import check_results_dir
+from transfer.train import PRECISIONS
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -71,9 +72,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    settings = FinetuneSettings(
+def settings_of(args: argparse.Namespace) -> FinetuneSettings:
+    return FinetuneSettings(
         model=args.model, dataset=args.dataset, batch_size=args.batch_size,
         image_size=args.image_size, steps=args.steps, grid_size=args.grid_size,
         data_augmentation=not args.no_da, no_norm=args.no_norm, lr=args.lr, wd=args.wd,
@@ -81,10 +81,23 @@ def main(argv: list[str] | None = None) -> int:
         checkpoint_every=args.checkpoint_every, workers=args.workers, data_root=args.data_root,
         models_dir=args.models_dir, results_dir=args.results_dir, progress=not args.no_progress,
         backbone=backbone_options(args))
+
+
+def result_files(args: argparse.Namespace, model: str) -> list[Path]:
+    """The final result file of this run, as sweep.py expects it too."""
+    return [final_result_path(settings_of(args), model)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    settings = settings_of(args)
     context, device = init_distributed(args.device)
     try:
+        # before any training: a result that cannot be saved fails now (on every rank, so that
+        # none waits for the others in a collective)
+        check_results_dir("finetune", args.results_dir)
         record = run_finetune(settings, context, device)
-    except (FinetuneError, ModelError, DatasetError, TrainError) as error:
+    except TransferError as error:
         print(f"finetune.py: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

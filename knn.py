@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from datasets import DatasetError
-from models import ModelError, load_backbone
+from models import load_backbone
 from transfer.arguments import (
     add_feature_arguments,
     backbone_options,
@@ -15,16 +15,16 @@ from transfer.arguments import (
     positive_int,
 )
 from transfer.cache import FeatureCache, FeatureOptions
+from transfer.errors import TransferError
 from transfer.knn import (
     DEFAULT_KS,
     DEFAULT_TEMPERATURE,
     METRIC_SPACES,
     QUERY_CHUNK,
     TRAIN_CHUNK,
-    KnnError,
 )
 from transfer.knn_probe import knn_probe
-from transfer.results import result_path, write_result
+from transfer.results import changed_settings, check_results_dir, result_path, write_result
 
 # the printed name of each metric; the line keeps one shape for all three
 METRIC_NAMES = {
@@ -32,6 +32,19 @@ METRIC_NAMES = {
     "mean_per_class_accuracy": "mean per-class accuracy",
     "voc11_map": "11-point mAP",
 }
+
+
+# Options that change the numbers: a run that sets one away from its default is filed under a
+# name that says so (transfer/results.py), so it never replaces the default-settings result.
+RESULT_OPTIONS = {"k": "k", "temperature": "T", "metric_space": "space", "n_per_class": "lowshot",
+                  "tries": "tries", "seed": "seed", "image_size": "i", "no_norm": "nonorm",
+                  "precision": "precision"}
+
+
+def result_files(args: argparse.Namespace, model: str) -> list[Path]:
+    """The result file of this run, as sweep.py expects it too."""
+    settings = changed_settings(vars(args), vars(parse_args([])), RESULT_OPTIONS)
+    return [result_path("knn", model, args.dataset, "", args.results_dir, settings)]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -99,6 +112,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
+        check_results_dir("knn", args.results_dir)
         backbone = load_backbone(
             args.model, args.models_dir, no_norm=args.no_norm, options=backbone_options(args)
         )
@@ -119,14 +133,10 @@ def main(argv: list[str] | None = None) -> int:
             query_chunk=args.query_chunk,
             train_chunk=args.train_chunk,
         )
-    except (DatasetError, ModelError, KnnError) as error:
+    except TransferError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     record["arguments"] = vars(args)
-    path = write_result(
-        result_path("knn", backbone.name, args.dataset, results_dir=args.results_dir), record
-    )
-    print(f"results written to {path}")
     name = METRIC_NAMES[record["metric"]]
     print(
         f"test {name} per k ({args.metric_space}, T={args.temperature:g}): "
@@ -141,6 +151,12 @@ def main(argv: list[str] | None = None) -> int:
         f"kNN {name} for {backbone.name} on {args.dataset}: {record['score']:.2f}% "
         f"(k={record['k']})"
     )
+    try:  # after the scores: a result that cannot be written is still seen
+        path = write_result(result_files(args, backbone.name)[0], record)
+    except TransferError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"results written to {path}")
     return 0
 
 

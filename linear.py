@@ -5,17 +5,28 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from datasets import DatasetError
-from models import ModelError, load_backbone
-from transfer.arguments import add_feature_arguments, backbone_options
+from models import load_backbone
+from transfer.arguments import (
+    add_feature_arguments,
+    backbone_options,
+    positive_float,
+    positive_int,
+)
 from transfer.cache import FeatureCache, FeatureOptions
+from transfer.errors import TransferError
 from transfer.linear_probe import linear_probe
-from transfer.logreg import LogregError
-from transfer.results import result_path, write_result
+from transfer.logreg import STRATEGIES
+from transfer.results import changed_settings, check_results_dir, result_path, write_result
+
+# Options that change the numbers: a run that sets one away from its default is filed under a
+# name that says so (transfer/results.py), so it never replaces the paper-settings result.
+RESULT_OPTIONS = {"C": "C", "wd_values": "w", "image_size": "i", "no_norm": "nonorm",
+                  "precision": "precision", "solver": "solver", "strategy": "strategy"}
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
         "-m",
@@ -27,14 +38,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "-w",
         "--wd-values",
-        type=int,
+        type=positive_int,
         default=45,
         help="number of weight decay values logspace(-6, 5, W) to validate",
     )
     parser.add_argument(
         "-c",
         "--C",
-        type=float,
+        type=positive_float,
         default=None,
         help="C = 1 / weight decay to use without searching on val",
     )
@@ -46,41 +57,67 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "(scipy's L-BFGS-B repeated in PyTorch, float64) on --device, e.g. a GPU",
     )
     parser.add_argument(
+        "--strategy",
+        choices=STRATEGIES,
+        default="chain",
+        help="with --solver torch: chain (default) makes the original's capped, warm-started "
+        "fits, the paper's protocol; path and batched solve every C to convergence instead, "
+        "which is NOT the paper's protocol (another C, another score: see the README)",
+    )
+    parser.add_argument(
         "--precision",
         choices=("fp32", "bf16"),
         default="fp32",
         help="backbone precision of the feature pass",
     )
     add_feature_arguments(parser)
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.solver == "sklearn" and args.strategy != "chain":
+        parser.error(f"--strategy {args.strategy} needs --solver torch (the sklearn solver "
+                     "makes the original's chain of fits only)")
+    return args
+
+
+def result_files(args: argparse.Namespace, model: str) -> list[Path]:
+    """The result file of this run, as sweep.py expects it too."""
+    settings = changed_settings(vars(args), vars(parse_args([])), RESULT_OPTIONS)
+    return [result_path("linear", model, args.dataset, "", args.results_dir, settings)]
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        backbone = load_backbone(
-            args.model, args.models_dir, no_norm=args.no_norm, options=backbone_options(args)
-        )
-        record = linear_probe(
-            backbone,
-            args.dataset,
-            data_root=args.data_root,
-            cache=FeatureCache(args.cache_dir),
-            features=FeatureOptions(
-                args.image_size, args.batch_size, args.device, args.workers, args.precision
-            ),
-            C=args.C,
-            num_wd=args.wd_values,
-            solver=args.solver,
-        )
-    except (DatasetError, ModelError, LogregError) as error:
+        return run(args)
+    except TransferError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    record["arguments"] = vars(args)
-    path = write_result(
-        result_path("linear", backbone.name, args.dataset, results_dir=args.results_dir), record
+
+
+def run(args: argparse.Namespace) -> int:
+    check_results_dir("linear", args.results_dir)
+    backbone = load_backbone(
+        args.model, args.models_dir, no_norm=args.no_norm, options=backbone_options(args)
     )
-    print(f"results written to {path}")
+    record = linear_probe(
+        backbone,
+        args.dataset,
+        data_root=args.data_root,
+        cache=FeatureCache(args.cache_dir),
+        features=FeatureOptions(
+            args.image_size, args.batch_size, args.device, args.workers, args.precision
+        ),
+        C=args.C,
+        num_wd=args.wd_values,
+        solver=args.solver,
+        strategy=args.strategy,
+    )
+    record["arguments"] = vars(args)
+    # the score first: a result that cannot be written is still seen
     print(
         f"Final accuracy for {backbone.name} on {args.dataset}: {record['score']:.2f}% "
         f"using hyperparameter C: {record['C']:.3f}"
@@ -90,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"ECE: {record['ece']:.3f}, "
               f"temperature scaled ECE: {record['ece_temperature_scaled']:.3f}")
+    path = write_result(result_files(args, backbone.name)[0], record)
+    print(f"results written to {path}")
     return 0
 
 

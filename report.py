@@ -16,6 +16,7 @@ from pathlib import Path
 
 from models.registry import REPO_ROOT
 from models.resolve import model_label
+from transfer.errors import TransferError
 from transfer.report import ReportError, write_report
 from transfer.results import default_results_dir
 
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         report = write_report(results, args.out, paper=args.paper,
                               extra_top1=parse_top1(args.imagenet_top1))
-    except ReportError as error:
+    except TransferError as error:
         print(f"report.py: error: {error}", file=sys.stderr)
         return 2
     for problem in report.problems:

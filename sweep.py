@@ -20,13 +20,13 @@ import shlex
 import sys
 from pathlib import Path
 
+from transfer.errors import TransferError
 from transfer.results import default_results_dir
 from transfer.sweep import (
     PAPER_N_SUPPORT,
     PROTOCOLS,
     Outcome,
     SlurmOptions,
-    SweepError,
     SweepOptions,
     expand_datasets,
     expand_models,
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         plan = plan_grid(expand_models(args.models, args.models_dir),
                          expand_datasets(args.datasets), expand_protocols(args.protocols),
                          options, force=args.force)
-    except SweepError as error:
+    except TransferError as error:
         print(f"sweep.py: error: {error}", file=sys.stderr)
         return 2
     for protocol, dataset, reason in plan.not_applicable:
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             for outcome in ran:
                 if outcome.status == "submitted":
                     print(f"submitted {outcome.cell.name}: job {outcome.job_id}")
-    except SweepError as error:
+    except TransferError as error:
         print(f"sweep.py: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

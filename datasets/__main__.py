@@ -7,9 +7,9 @@ import json
 import sys
 
 from datasets.download import download_dataset
-from datasets.errors import DatasetError
 from datasets.registry import DATASETS, dataset_dir, default_data_root
 from datasets.verify import verify_dataset
+from transfer.errors import TransferError
 
 
 def _list(data_root: str | None) -> int:
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{args.name}: ready in {folder}")
             return 0
         summary = verify_dataset(args.name, args.data_root, args.deep, args.split_files_dir)
-    except DatasetError as error:
+    except TransferError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(json.dumps(summary, indent=2))

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from datasets.errors import DatasetError
-from datasets.layout import file_split, require_file
+from datasets.layout import file_split, not_utf8_error, require_file
 from datasets.registry import DatasetSpec
 from datasets.splits import Split
 
@@ -30,7 +30,9 @@ def _read_csv(path: Path, spec: DatasetSpec) -> pd.DataFrame:
     require_file(path, spec)
     try:
         return pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+    except UnicodeDecodeError:
+        raise not_utf8_error(path) from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
         raise DatasetError(f"cannot parse CSV {path}: {error}") from None
 
 

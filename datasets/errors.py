@@ -1,7 +1,9 @@
 """The one exception type of the datasets package, so callers can catch bad data cleanly."""
 
+from transfer.errors import TransferError
 
-class DatasetError(Exception):
+
+class DatasetError(TransferError):
     """A dataset is missing, laid out wrongly, or holds a file we cannot read."""
 
 

@@ -13,7 +13,13 @@ import json
 from pathlib import Path
 
 from datasets.errors import DatasetError
-from datasets.layout import file_split, read_lines, require_dir, require_file
+from datasets.layout import (
+    file_split,
+    not_utf8_error,
+    read_lines,
+    require_dir,
+    require_file,
+)
 from datasets.registry import DatasetSpec
 from datasets.splits import Split
 
@@ -26,7 +32,9 @@ def read_food(spec: DatasetSpec, root: Path, part: str) -> Split:
     classes = read_lines(meta / "classes.txt", spec)
     try:
         listing = json.loads(listing_file.read_text(encoding="utf-8"))
-    except ValueError as error:  # JSONDecodeError and UnicodeDecodeError
+    except UnicodeDecodeError:
+        raise not_utf8_error(listing_file) from None
+    except ValueError as error:  # JSONDecodeError
         raise DatasetError(f"{listing_file}: not a class -> list JSON ({error})") from None
     if not isinstance(listing, dict) or not all(
         isinstance(ids, list) and all(isinstance(i, str) for i in ids) for ids in listing.values()

@@ -29,9 +29,26 @@ def require_dir(path: Path, spec: DatasetSpec) -> Path:
 def read_lines(path: Path, spec: DatasetSpec) -> list[str]:
     """Non-empty, stripped lines of a required text file."""
     require_file(path, spec)
-    with open(path, encoding="utf-8") as handle:
-        lines = [line.strip() for line in handle]
+    try:
+        with open(path, encoding="utf-8") as handle:
+            lines = [line.strip() for line in handle]
+    except UnicodeDecodeError:
+        raise not_utf8_error(path) from None
     return [line for line in lines if line]
+
+
+def not_utf8_error(path: Path) -> DatasetError:
+    """A DatasetError naming the first line of ``path`` that is not UTF-8 (a decoder's own error
+    names neither the file nor the line)."""
+    for number, raw in enumerate(Path(path).read_bytes().split(b"\n"), 1):
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            return DatasetError(
+                f"{path}, line {number}: not UTF-8 text (byte {raw[error.start]:#04x} at column "
+                f"{error.start + 1}: {raw[:80]!r}); save the file as UTF-8"
+            )
+    return DatasetError(f"{path}: not UTF-8 text; save the file as UTF-8")
 
 
 def file_split(

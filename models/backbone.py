@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -209,18 +210,30 @@ def check_common_format(state_dict: dict, source: str) -> None:
         )
 
 
+def torch_load_failure(error: Exception) -> str:
+    """Why ``torch.load(..., weights_only=True)`` failed, in one line and without torch's advice
+    to retry with ``weights_only=False`` (which runs whatever code the file holds)."""
+    text = str(error)
+    if "WeightsUnpickler error:" in text:
+        detail = text.split("WeightsUnpickler error:", 1)[1].strip().split("\n", 1)[0]
+        detail = detail.split(". Please use", 1)[0]
+        return f"weights-only unpickler: {detail}"
+    first = text.strip().split("\n", 1)[0].split(". This is an internal", 1)[0]
+    return f"{type(error).__name__}: {first}" if first else type(error).__name__
+
+
 def load_state_dict_file(path: str | Path, allowed_globals: tuple = ()) -> dict:
     """``torch.load`` with ``weights_only=True`` (plus ``allowed_globals``, harmless classes some
     trainers save beside the weights), turning torch's errors into one clear message."""
     try:
-        with torch.serialization.safe_globals(list(allowed_globals)):
+        with torch.serialization.safe_globals(list(allowed_globals)), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for a truncated or foreign file
-        text = str(error).strip()
         raise ModelError(
-            f"could not read {path} as a PyTorch checkpoint ({type(error).__name__}: "
-            f"{text.splitlines()[0] if text else ''}); is the file complete? If it was "
-            f"downloaded, delete it and run the command again"
+            f"could not read {path}: not a PyTorch checkpoint of weights "
+            f"({torch_load_failure(error)}); is it the right file, and "
+            f"complete? If it was downloaded, delete it and run the command again"
         ) from None
     if not isinstance(obj, dict):
         raise ModelError(f"{path} holds a {type(obj).__name__}, not a dict of weights")

@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from transfer.errors import TransferError
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # Source formats, each with one converter in models/convert.py.
@@ -198,7 +200,7 @@ MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in _MODELS}
 MODELS["random"] = ModelSpec("random", None, RANDOM)
 
 
-class ModelError(Exception):
+class ModelError(TransferError):
     """A checkpoint is missing, unreadable or not a ResNet-50 in a format we know."""
 
 
@@ -206,13 +208,3 @@ def default_models_dir() -> Path:
     """``$SSL_TRANSFER_MODELS`` if set, else ``models/`` in this repository."""
     env = os.environ.get("SSL_TRANSFER_MODELS")
     return Path(env) if env else REPO_ROOT / "models"
-
-
-def get_model_spec(name: str) -> ModelSpec:
-    """The registered spec of ``name``; unknown names raise with the list of known ones."""
-    try:
-        return MODELS[name]
-    except KeyError:
-        raise ModelError(
-            f"unknown model {name!r}; registered models: {', '.join(MODELS)}"
-        ) from None

@@ -16,16 +16,14 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run from inside this folder: make `transfer` importable
     sys.path.insert(0, str(REPO))
 
-from models.registry import ModelError  # noqa: E402
 from transfer.arguments import add_location_arguments, default_device  # noqa: E402
-from transfer.dense.launch import LaunchError, launch  # noqa: E402
-from transfer.dense.samples import DenseDataError  # noqa: E402
+from transfer.dense.launch import launch  # noqa: E402
 from transfer.dense.segmentation_task import (  # noqa: E402
-    ConfigError,
     load_config,
     train_segmentation,
 )
 from transfer.distributed import init_distributed, shutdown  # noqa: E402
+from transfer.errors import TransferError  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -55,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         load_config(args.cfg, args.opts, args.data_root, args.models_dir)  # fail before spawning
         launch(run, args, args.device, args.gpus)
-    except (ConfigError, DenseDataError, ModelError, LaunchError) as error:
+    except TransferError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -17,7 +17,7 @@ if str(REPO) not in sys.path:  # run from inside this folder: make `transfer` im
 
 from datasets.registry import default_data_root  # noqa: E402
 from transfer.arguments import add_location_arguments, default_device  # noqa: E402
-from transfer.dense.normals import ANGLE_THRESHOLDS, NormalsError  # noqa: E402
+from transfer.dense.normals import ANGLE_THRESHOLDS  # noqa: E402
 from transfer.dense.normals_task import (  # noqa: E402
     MAX_SIZE,
     TEST_SCALES,
@@ -25,7 +25,7 @@ from transfer.dense.normals_task import (  # noqa: E402
     load_trained,
 )
 from transfer.dense.nyuv2 import FOLDER  # noqa: E402
-from transfer.dense.samples import DenseDataError  # noqa: E402
+from transfer.errors import TransferError  # noqa: E402
 from transfer.results import default_results_dir, write_result  # noqa: E402
 
 
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         root = Path(args.data_root or default_data_root()) / FOLDER
         metrics = evaluate_normals(model, root, meta["normalize"], args.device,
                                    tuple(args.scales), args.max_size, workers=args.workers)
-    except (DenseDataError, NormalsError) as error:
+    except TransferError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     total = state["schedule"]["epoch_iters"] * state["schedule"]["num_epoch"]

@@ -18,9 +18,9 @@ if str(REPO) not in sys.path:  # run from inside this folder: make `transfer` im
     sys.path.insert(0, str(REPO))
 
 from datasets.registry import default_data_root  # noqa: E402
-from transfer.dense.normals import CODEBOOK_PATH, NormalsError, load_codebook  # noqa: E402
+from transfer.dense.normals import CODEBOOK_PATH, load_codebook  # noqa: E402
 from transfer.dense.nyuv2 import FOLDER, SPLITS, prepare, read_split  # noqa: E402
-from transfer.dense.samples import DenseDataError  # noqa: E402
+from transfer.errors import TransferError  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         total = sum(len(read_split(root, split)) for split in SPLITS)
         for _ in tqdm(prepare(root, codebook), total=total, desc="labels", dynamic_ncols=True):
             pass
-    except (DenseDataError, NormalsError) as error:
+    except TransferError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"wrote {root / 'labels'} and {root / 'normals'}")

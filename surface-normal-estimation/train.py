@@ -18,13 +18,12 @@ if str(REPO) not in sys.path:  # run from inside this folder: make `transfer` im
     sys.path.insert(0, str(REPO))
 
 from datasets.registry import default_data_root  # noqa: E402
-from models.registry import ModelError  # noqa: E402
 from transfer.arguments import add_location_arguments, default_device  # noqa: E402
-from transfer.dense.launch import LaunchError, launch  # noqa: E402
+from transfer.dense.launch import launch  # noqa: E402
 from transfer.dense.normals_task import NormalsRecipe, train_normals  # noqa: E402
 from transfer.dense.nyuv2 import FOLDER  # noqa: E402
-from transfer.dense.samples import DenseDataError  # noqa: E402
 from transfer.distributed import init_distributed, shutdown  # noqa: E402
+from transfer.errors import TransferError  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -71,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         launch(run, args, args.device, args.gpus)
-    except (DenseDataError, ModelError, LaunchError) as error:
+    except TransferError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -3,10 +3,45 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 import torch
 
 from models.resolve import POOLS, PREPROCESSES, BackboneOptions
+
+
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse ``type``: an integer >= ``minimum``, else argparse's usage error (exit 2)
+    naming the option, before anything runs or is written."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected an integer >= {minimum}, got {text!r}"
+            ) from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
+        return value
+
+    parse.__name__ = f"int>={minimum}"
+    return parse
+
+
+positive_int = int_at_least(1)
+non_negative_int = int_at_least(0)
+
+
+def positive_float(text: str) -> float:
+    """An argparse ``type``: a finite float > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
+    return value
 
 
 def add_location_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,28 +62,6 @@ def add_location_arguments(parser: argparse.ArgumentParser) -> None:
 def default_device() -> str:
     """CUDA when there is a GPU, else the CPU."""
     return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1, so that a bad value fails as a usage error (exit 2)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    """argparse type: a finite number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
-    if not (0 < value < float("inf")):
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
-    return value
 
 
 def add_backbone_arguments(parser: argparse.ArgumentParser) -> None:
@@ -104,7 +117,7 @@ def add_feature_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-i",
         "--image-size",
-        type=int,
+        type=positive_int,
         default=None,
         help="input size (default: a timm model's native size, else the dataset's: 224 for "
         "the paper's)",
@@ -118,9 +131,9 @@ def add_feature_arguments(parser: argparse.ArgumentParser) -> None:
     add_backbone_arguments(parser)
     parser.add_argument("--device", default=default_device(), help="cuda or cpu")
     parser.add_argument(
-        "-b", "--batch-size", type=int, default=64, help="batch size of the feature pass"
+        "-b", "--batch-size", type=positive_int, default=64, help="batch size of the feature pass"
     )
-    parser.add_argument("--workers", type=int, default=2, help="DataLoader workers")
+    parser.add_argument("--workers", type=non_negative_int, default=2, help="DataLoader workers")
     parser.add_argument(
         "--cache-dir",
         default=None,

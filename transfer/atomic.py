@@ -5,10 +5,29 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from transfer.errors import TransferError
+
+
+class WriteError(TransferError):
+    """A folder or file that this run must write cannot be written."""
+
+
+def _create_temp(folder: Path, name: str) -> Path:
+    """A new empty file ``.<name>.<random>.tmp`` in ``folder``, with the mode the umask gives
+    every other new file (``tempfile.mkstemp`` makes it 0600: unreadable to a shared group)."""
+    for _ in range(100):
+        tmp = folder / f".{name}.{secrets.token_hex(4)}.tmp"
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return tmp
+    raise FileExistsError(f"no free temporary name beside {folder / name}")
 
 
 @contextlib.contextmanager
@@ -16,9 +35,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only on success."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = _create_temp(path.parent, path.name)
     try:
         yield tmp_path
         os.replace(tmp_path, path)
@@ -32,3 +49,19 @@ def write_json_atomic(path: str | os.PathLike, payload: Any) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
     return Path(path)
+
+
+def check_writable_dir(folder: str | os.PathLike, what: str, option: str) -> Path:
+    """Create ``folder`` if needed and write a file in it, or raise a WriteError naming it and
+    ``option`` (the command-line option that moves it). A real write rather than ``os.access``:
+    that says yes to root on a read-only mount and knows nothing of quotas."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        _create_temp(folder, "write-check").unlink()
+    except OSError as error:
+        raise WriteError(
+            f"cannot write to the {what} {folder}: {error.strerror or error}; "
+            f"fix its permissions or choose another with {option}"
+        ) from None
+    return folder

@@ -3,10 +3,12 @@ transform, precision) and reused by every protocol and every rerun."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,8 +16,9 @@ import numpy as np
 import torch
 
 from datasets import Split, get_dataset_spec, load_split
+from models.backbone import torch_load_failure
 from models.registry import REPO_ROOT
-from transfer.atomic import atomic_path
+from transfer.atomic import WriteError, atomic_path, check_writable_dir
 
 
 def default_cache_dir() -> Path:
@@ -29,6 +32,8 @@ class FeatureCache:
 
     def __init__(self, root: str | Path | None = None) -> None:
         self.root = Path(root) if root is not None else default_cache_dir()
+        # before any work: a cache that cannot be written fails now, not after the extraction
+        check_writable_dir(self.root, "feature cache", "--cache-dir")
 
     @staticmethod
     def key(backbone_identity: str, split_identity: str, transform_id: str, precision: str) -> str:
@@ -52,30 +57,76 @@ class FeatureCache:
         precision: str,
         compute: Callable[[], torch.Tensor],
     ) -> tuple[torch.Tensor, bool]:
-        """``(features, hit)``: the cached tensor, or one computed and stored atomically."""
+        """``(features, hit)``: the cached tensor, or one computed and stored atomically.
+
+        Runs that want the same entry at once take turns (a lock per entry): the first computes
+        it, the others wait and load it.
+        """
         path = self.path(model, split, backbone_identity, transform_id, precision)
-        if path.exists():
+        with _entry_lock(path):
+            if path.exists():
+                stored = _read_entry(path, split)
+                if stored is not None:
+                    return stored, True
+            features = compute()
             try:
-                stored = torch.load(path, map_location="cpu", weights_only=True)
-                if stored["split_identity"] == split.identity and len(stored["features"]) == len(
-                    split
-                ):
-                    return stored["features"], True
-            except Exception:  # an unreadable cache entry is recomputed, never trusted
-                pass
-        features = compute()
-        with atomic_path(path) as tmp:
-            torch.save(
-                {
-                    "features": features,
-                    "split_identity": split.identity,
-                    "backbone_identity": backbone_identity,
-                    "transform_id": transform_id,
-                    "precision": precision,
-                },
-                tmp,
-            )
+                with atomic_path(path) as tmp:
+                    torch.save(
+                        {
+                            "features": features,
+                            "split_identity": split.identity,
+                            "backbone_identity": backbone_identity,
+                            "transform_id": transform_id,
+                            "precision": precision,
+                        },
+                        tmp,
+                    )
+            except OSError as error:
+                raise WriteError(
+                    f"cannot write the cache entry {path}: {error.strerror or error}"
+                ) from None
         return features, False
+
+
+def _read_entry(path: Path, split: Split) -> torch.Tensor | None:
+    """The features stored at ``path`` for ``split``, or None (said in one line) when the entry
+    cannot be read or does not fit the split: it is then recomputed, never trusted."""
+    try:
+        stored = torch.load(path, map_location="cpu", weights_only=True)
+        features = stored["features"]
+        if stored["split_identity"] != split.identity:
+            reason = "made for another version of the split"
+        elif len(features) != len(split):
+            reason = f"{len(features)} rows for {len(split)} images"
+        else:
+            return features
+    except Exception as error:  # torch raises many types for a truncated or foreign file
+        reason = torch_load_failure(error)
+    print(f"warning: cache entry {path} unusable ({reason}); recomputing it", file=sys.stderr)
+    return None
+
+
+@contextlib.contextmanager
+def _entry_lock(path: Path) -> Iterator[None]:
+    """Hold ``<entry>.lock`` (``flock``) while the entry is read or made; where there is no
+    ``fcntl`` (Windows) runs go unlocked, as before. The lock file stays: removing it would
+    let a third run lock a new file while the second still holds the old one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(path.with_name(path.name + ".lock"), "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"waiting for another run that is computing {path.name}", file=sys.stderr)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def features_of_subset(subset: Split, pool: Split, pool_features: torch.Tensor) -> torch.Tensor:

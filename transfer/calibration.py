@@ -15,6 +15,8 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax
 
+from transfer.errors import TransferError
+
 # Search range for the temperature: wide enough for any logistic-regression head.
 _LOG_T_BOUNDS = (float(np.log(1e-4)), float(np.log(1e4)))
 # The original's cross-validation of the temperature: 5 folds, numpy seed 0.
@@ -22,7 +24,7 @@ CALIBRATION_FOLDS = 5
 CALIBRATION_SEED = 0
 
 
-class CalibrationError(ValueError):
+class CalibrationError(TransferError, ValueError):
     """Logits/labels that calibration cannot handle (shapes, sizes, label range)."""
 
 

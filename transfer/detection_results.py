@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from transfer.atomic import write_json_atomic
+from transfer.errors import TransferError
 from transfer.results import result_path
 
 METRICS = ("AP", "AP50", "AP75")
@@ -30,7 +31,7 @@ _ITER = re.compile(r"\biter: (\d+)")
 _COPYPASTE = "copypaste: "
 
 
-class DetectionResultsError(ValueError):
+class DetectionResultsError(TransferError, ValueError):
     """No final bbox evaluation could be found in a detectron2 output folder."""
 
 

@@ -26,7 +26,8 @@ from models import BackboneOptions, load_backbone
 from transfer.atomic import atomic_path
 from transfer.calibration import calibration_record
 from transfer.distributed import SINGLE_PROCESS, Distributed, broadcast_object
-from transfer.metrics import score
+from transfer.errors import TransferError
+from transfer.metrics import first_best, score
 from transfer.results import read_result, result_path, software_versions, write_result
 from transfer.train import (
     TrainConfig,
@@ -42,7 +43,7 @@ LR_EXPONENTS = (-4.0, -1.0)
 WD_EXPONENTS = (-6.0, -3.0)
 
 
-class FinetuneError(ValueError):
+class FinetuneError(TransferError, ValueError):
     """Settings or stored records that the finetuning protocol cannot use."""
 
 
@@ -255,6 +256,13 @@ def search_grid(run: _Run, grid: list[tuple[float, float]]) -> list[dict]:
     return records
 
 
+def final_result_path(settings: FinetuneSettings, model: str) -> Path:
+    """The final record's file: a given (lr, wd) is filed under its own name; ``model`` is the
+    backbone's name (a checkpoint file's stem)."""
+    suffix = point_name(settings.lr, settings.wd) if settings.lr is not None else ""
+    return result_path(PROTOCOL, model, settings.dataset, suffix, settings.results_dir)
+
+
 def test_logits_path(final_path: Path) -> Path:
     """``<model>__<dataset>[__suffix].test_logits.npy``: the final model's (n, C) test logits."""
     return final_path.with_suffix(".test_logits.npy")
@@ -262,11 +270,7 @@ def test_logits_path(final_path: Path) -> Path:
 
 def best_point(records: list[dict]) -> dict:
     """The record with the highest val score; the earliest wins a tie (the original's strict >)."""
-    best = records[0]
-    for record in records[1:]:
-        if record["score"] > best["score"]:
-            best = record
-    return best
+    return records[first_best([record["score"] for record in records])]
 
 
 def run_finetune(settings: FinetuneSettings, context: Distributed = SINGLE_PROCESS,
@@ -278,12 +282,9 @@ def run_finetune(settings: FinetuneSettings, context: Distributed = SINGLE_PROCE
     if given:
         final_recipe = {**run.recipe, "selection": "given", "lr": settings.lr,
                         "wd": settings.wd}
-        suffix = point_name(settings.lr, settings.wd)
     else:
         final_recipe = {**run.recipe, "selection": "grid", "grid_size": settings.grid_size}
-        suffix = ""
-    final_path = result_path(PROTOCOL, run.backbone.name, run.spec.name, suffix,
-                             settings.results_dir)
+    final_path = final_result_path(settings, run.backbone.name)
     done = _read_matching(final_path, final_recipe, context)
     if done is not None:
         run.log(f"{final_path} exists: nothing to do")

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from transfer.errors import TransferError
+
 METRIC_SPACES = ("cosine", "l2")
 DEFAULT_KS = (10, 20, 100, 200)
 DEFAULT_TEMPERATURE = 0.07
@@ -28,7 +30,7 @@ QUERY_CHUNK = 1024
 TRAIN_CHUNK = 65536
 
 
-class KnnError(ValueError):
+class KnnError(TransferError, ValueError):
     """An impossible kNN request: k or T out of range, an unknown metric space, a class too
     small for the low-shot sample asked for."""
 

@@ -24,7 +24,6 @@ from transfer.knn import (
     knn_class_scores,
     sample_per_class,
 )
-from transfer.logreg import first_best
 from transfer.protonet import mean_and_ci95
 
 
@@ -87,7 +86,7 @@ def knn_probe(
 
     search_start = time.perf_counter()
     val = scores_for(x["train"], splits["train"].targets, x["val"], splits["val"].targets, ks)
-    best_k = ks[first_best([val[k] for k in ks])]
+    best_k = ks[metrics.first_best([val[k] for k in ks])]
     search_seconds = time.perf_counter() - search_start
 
     test_start = time.perf_counter()

@@ -16,7 +16,7 @@ test_lbfgsb.py); in float32 they drift slowly, and dot products are summed in fl
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -228,7 +228,7 @@ def minimize(
     nfev = 1
     if g.abs().max().item() <= gtol:
         return MinimizeResult(x, f, g, 0, nfev, 0)
-    pairs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # (s, y, 1 / s'y), float64
+    pairs: list[tuple[torch.Tensor, torch.Tensor, float]] = []  # (s, y, 1 / s'y), float64
     theta = 1.0
     nit = 0
     while True:
@@ -271,7 +271,7 @@ def minimize(
             continue  # skip the update, keep the memory
         s, y = step * direction.double(), g.double() - g_old.double()
         theta = _dot(y, y).item() / curvature
-        pairs.append((s, y, torch.tensor(1.0 / curvature, dtype=torch.float64, device=s.device)))
+        pairs.append((s, y, 1.0 / curvature))  # a float: no host-to-device copy per iteration
         if len(pairs) > history:
             pairs.pop(0)
 
@@ -279,12 +279,39 @@ def minimize(
 def _direction(g: torch.Tensor, pairs, theta: float) -> torch.Tensor:
     """-H g by the two-loop recursion with H0 = I / theta (the compact form's inverse)."""
     q = g.double() if g.dtype != torch.float64 else g.clone()
+    return (-two_loop(q, pairs, 1.0 / theta)).to(g.dtype)
+
+
+def two_loop(q: torch.Tensor, pairs: Sequence[tuple], scale: torch.Tensor | float) -> torch.Tensor:
+    """``H q`` by the L-BFGS two-loop recursion with ``H0 = scale * I``, in place on ``q``.
+
+    The one recursion of the project: this module's single problem (``q`` of shape (D,), floats
+    for ``rho`` and ``scale``) and the batched solver of ``transfer/logreg`` (P problems, ``q``
+    (P, D), ``rho`` and ``scale`` (P,) float64 tensors) both use it. ``pairs`` run oldest first,
+    each ``(s, y, rho = 1 / s'y)``; a pair with ``rho`` 0 is empty. Dot products are summed in
+    float64 whatever the storage dtype.
+    """
     alphas = []
     for s, y, rho in reversed(pairs):
-        alpha = rho * _dot(s, q)
-        q -= alpha * y
+        alpha = rho * _dots(s, q)
+        q -= _as_column(alpha, q) * y
         alphas.append(alpha)
-    q /= theta
+    q *= _as_column(scale, q)
     for (s, y, rho), alpha in zip(pairs, reversed(alphas), strict=True):
-        q += (alpha - rho * _dot(y, q)) * s
-    return (-q).to(g.dtype)
+        beta = rho * _dots(y, q)
+        q += _as_column(alpha - beta, q) * s
+    return q
+
+
+def _dots(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Row-wise dot products summed in float64 (one problem: ``torch.dot``, as scipy's BLAS)."""
+    if a.dim() == 1:
+        return _dot(a, b)
+    return (a * b).sum(-1, dtype=torch.float64)
+
+
+def _as_column(value: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor | float:
+    """A per-problem factor shaped to scale the rows of ``like`` (a float stays a float)."""
+    if isinstance(value, torch.Tensor):
+        return value.to(like.dtype).unsqueeze(-1)
+    return value

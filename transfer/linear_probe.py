@@ -26,8 +26,13 @@ def linear_probe(
     num_wd: int = 45,
     solver: str = "sklearn",
     solver_device: str | None = None,
+    strategy: str = "chain",
 ) -> dict[str, Any]:
-    """Run the protocol and return its result record (scores in percent)."""
+    """Run the protocol and return its result record (scores in percent).
+
+    ``strategy`` (torch solver): ``"chain"``, the original's fits; the converged strategies are
+    not the paper's protocol (``transfer.logreg.fit_logreg_grid``).
+    """
     start = time.perf_counter()
     spec = get_dataset_spec(dataset)
     options = features or FeatureOptions()
@@ -53,11 +58,12 @@ def linear_probe(
             solver=solver,
             device=solver_device,
             progress=options.progress,
+            strategy=strategy,
         )
         C = result.best_C
-        # both solvers make the original's chain of fits: it refits its one warm-started
-        # estimator, last left at the grid's end
-        warm = result.last_model
+        # the chain (both solvers) refits the original's one warm-started estimator, last left
+        # at the grid's end; a converged refit walks its own path to C (fit_logreg)
+        warm = result.last_model if strategy == "chain" else None
         grid_record = {
             "val_scores": dict(
                 zip(map(float, result.Cs), map(float, result.val_scores), strict=True)
@@ -74,6 +80,9 @@ def linear_probe(
         solver=solver,
         device=solver_device,
         warm_start_from=warm,
+        strategy=strategy,
+        # a converged refit walks the grid's path below C, as the grid reached C
+        path_Cs=None if strategy == "chain" else default_C_grid(num_wd),
     )
     logits = model.decision_function(to_numpy["test"])
     test_y = splits["test"].targets
@@ -90,6 +99,7 @@ def linear_probe(
         **calibration_record(logits, labels),
         **grid_record,
         "solver": solver,
+        "strategy": strategy,
         "image_size": extracted.image_size,
         "normalize": backbone.normalize,
         "transform_id": extracted.transform_id,

@@ -13,12 +13,17 @@ against scikit-learn.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+
 import numpy as np
+
+from transfer.errors import TransferError
 
 METRICS = ("accuracy", "mean_per_class_accuracy", "voc11_map")
 
 
-class MetricError(ValueError):
+class MetricError(TransferError, ValueError):
     """A metric got inputs it cannot score (shapes, label ranges, unknown metric name)."""
 
 
@@ -164,3 +169,13 @@ def score(
     if metric == "accuracy":
         return accuracy(targets, predictions)
     return mean_per_class_accuracy(targets, predictions)
+
+
+def first_best(scores: Sequence[float]) -> int:
+    """Index of the first strictly best score in order (NaN never wins): the original's model
+    selection (``if score > best``), for the linear probe's C and finetuning's (lr, wd)."""
+    best_index, best = 0, -math.inf
+    for index, value in enumerate(scores):
+        if value > best:
+            best_index, best = index, value
+    return best_index

@@ -9,8 +9,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from transfer.errors import TransferError
 
-class EpisodeError(ValueError):
+
+class EpisodeError(TransferError, ValueError):
     """An impossible few-shot request, e.g. more ways than eligible classes."""
 
 

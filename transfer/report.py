@@ -23,6 +23,7 @@ from scipy import stats
 from datasets.registry import DATASETS
 from models.registry import MODELS, PAPER_MODELS
 from transfer.atomic import atomic_path
+from transfer.errors import TransferError
 
 PAPER_DIR = Path(__file__).resolve().parent / "paper"
 SCORE_PROTOCOLS = ("linear", "few_shot", "finetune", "knn")
@@ -40,7 +41,7 @@ DENSE_PERCENT = {"normals_within_11.25": 1.0, "normals_within_22.5": 1.0,
 LOGIT_EPS = 1e-6  # a score of exactly 0 or 100% has no logit; clip it this close
 
 
-class ReportError(ValueError):
+class ReportError(TransferError, ValueError):
     """The results folder is missing or holds no result files."""
 
 

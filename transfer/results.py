@@ -12,11 +12,12 @@ import datetime
 import json
 import os
 import platform
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from models.registry import REPO_ROOT
-from transfer.atomic import write_json_atomic
+from transfer.atomic import WriteError, check_writable_dir, write_json_atomic
 
 
 def default_results_dir() -> Path:
@@ -26,11 +27,51 @@ def default_results_dir() -> Path:
 
 
 def result_path(
-    protocol: str, model: str, dataset: str, suffix: str = "", results_dir: str | Path | None = None
+    protocol: str,
+    model: str,
+    dataset: str,
+    suffix: str = "",
+    results_dir: str | Path | None = None,
+    settings: Mapping[str, Any] | None = None,
 ) -> Path:
-    """``results/<protocol>/<model>__<dataset>[__<suffix>].json``."""
-    name = f"{model}__{dataset}" + (f"__{suffix}" if suffix else "")
+    """``results/<protocol>/<model>__<dataset>[__<suffix>][__<setting>...].json``.
+
+    ``settings`` are the options of a run that differ from the paper's (see ``changed_settings``),
+    each named in the file name (``{"C": 1.0, "i": 32}`` -> ``__C1__i32``), so a run with other
+    settings is filed beside the paper-settings result instead of replacing it.
+    """
+    parts = [f"{model}__{dataset}", suffix, *map(_setting_name, (settings or {}).items())]
+    name = "__".join(part for part in parts if part)
     return Path(results_dir or default_results_dir()) / protocol / f"{name}.json"
+
+
+def _setting_name(item: tuple[str, Any]) -> str:
+    """``C1``, ``i32``, ``k10-20``, ``solver-torch``; a flag is its name (``nonorm``), or
+    ``no<name>``."""
+    key, value = item
+    if isinstance(value, bool):
+        return key if value else f"no{key}"
+    if isinstance(value, (list, tuple)):  # e.g. --k 10 20 -> k10-20
+        return key + "-".join(f"{v:.4g}" if isinstance(v, (int, float)) else str(v) for v in value)
+    if isinstance(value, (int, float)):
+        return f"{key}{value:.4g}"
+    return f"{key}-{value}"
+
+
+def changed_settings(
+    values: Mapping[str, Any], defaults: Mapping[str, Any], names: Mapping[str, str]
+) -> dict[str, Any]:
+    """``{short name: value}`` of the options in ``names`` (option -> short name, in file-name
+    order) whose value in ``values`` is not its default."""
+    return {short: values[key] for key, short in names.items() if values[key] != defaults[key]}
+
+
+def check_results_dir(protocol: str, results_dir: str | Path | None = None) -> Path:
+    """``results/<protocol>/``, created and checked writable before any work, so that a run
+    never learns only at its end that its result cannot be saved."""
+    return check_writable_dir(
+        Path(results_dir or default_results_dir()) / protocol, "results folder", "--results-dir"
+    )
 
 
 def software_versions() -> dict[str, str]:
@@ -53,7 +94,10 @@ def write_result(path: str | Path, record: dict[str, Any]) -> Path:
     payload = dict(record)
     payload.setdefault("versions", software_versions())
     payload.setdefault("created", datetime.datetime.now(datetime.timezone.utc).isoformat())
-    return write_json_atomic(path, payload)
+    try:
+        return write_json_atomic(path, payload)
+    except OSError as error:
+        raise WriteError(f"cannot write the result {path}: {error.strerror or error}") from None
 
 
 def read_result(path: str | Path) -> dict[str, Any]:

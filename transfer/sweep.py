@@ -8,16 +8,18 @@ machine) and ``submit_cells`` (one submitit job per cell, e.g. a Slurm job array
 
 from __future__ import annotations
 
-import argparse
+import contextlib
+import importlib.util
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +27,9 @@ from typing import Any
 
 from datasets.registry import DATASETS
 from models.registry import MODELS, PAPER_MODELS, REPO_ROOT, ModelError, default_models_dir
-from models.resolve import CUSTOM, FILE, BackboneOptions, model_label, resolve_model
-from transfer.results import result_path
+from models.resolve import CUSTOM, FILE, model_label, resolve_model
+from transfer.arguments import backbone_options
+from transfer.errors import TransferError
 
 PROTOCOLS: tuple[str, ...] = ("linear", "few_shot", "finetune", "knn")
 SCRIPTS = {"linear": "linear.py", "few_shot": "few_shot.py", "finetune": "finetune.py",
@@ -49,7 +52,7 @@ _OWNED_BY_PROTOCOL = {"few_shot": {"--n-support"}}
 _STATUSES = ("done", "failed", "skipped", "submitted", "not run")
 
 
-class SweepError(ValueError):
+class SweepError(TransferError, ValueError):
     """A sweep option names an unknown model, dataset or protocol, or cannot be honoured."""
 
 
@@ -159,59 +162,25 @@ class Cell:
         return [path for path in self.outputs if not path.is_file()]
 
 
-def _known_value(tokens: Sequence[str], option: str, kind: type, default: Any) -> Any:
-    parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument(option, type=kind, default=default)
-    namespace, _ = parser.parse_known_args(list(tokens))
-    return getattr(namespace, option.lstrip("-").replace("-", "_"))
+def _script(protocol: str) -> Any:
+    """The protocol's script as a module (loaded once), to parse a cell's arguments and name
+    its result files exactly as the script will."""
+    if protocol not in _SCRIPT_MODULES:
+        path = REPO_ROOT / SCRIPTS[protocol]
+        spec = importlib.util.spec_from_file_location(f"_sweep_{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        _SCRIPT_MODULES[protocol] = module
+    return _SCRIPT_MODULES[protocol]
 
 
-def _backbone_options(tokens: Sequence[str]) -> BackboneOptions:
-    """The timm options (``--weights``, ``--pool``, ...) an ``--extra`` passes, which name the
-    result files of a ``timm:`` model."""
-    default = BackboneOptions()
-    return BackboneOptions(
-        weights=_known_value(tokens, "--weights", str, default.weights),
-        pool=_known_value(tokens, "--pool", str, default.pool),
-        layers=_known_value(tokens, "--layers", int, default.layers),
-        preprocess=_known_value(tokens, "--preprocess", str, default.preprocess),
-        random_init=_known_flag(tokens, "--random-init"),
-    )
+_SCRIPT_MODULES: dict[str, Any] = {}
 
 
-def _known_flag(tokens: Sequence[str], option: str) -> bool:
-    parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument(option, action="store_true")
-    namespace, _ = parser.parse_known_args(list(tokens))
-    return getattr(namespace, option.lstrip("-").replace("-", "_"))
-
-
-def expected_outputs(protocol: str, model: str, dataset: str,
-                     options: SweepOptions) -> tuple[Path, ...]:
-    """The result files a finished cell has written (as the protocol scripts name them)."""
-    extra = options.extra.get(protocol, ())
-    label = model_label(model, _backbone_options(extra))
-    if protocol == "few_shot":
-        n_way = _known_value(extra, "--n-way", int, 5)
-        return tuple(result_path("few_shot", label, dataset, f"{n_way}way{k}shot",
-                                 options.results_dir) for k in options.n_support)
-    suffix = ""
-    if protocol == "finetune":
-        lr = _known_value(extra, "--lr", float, None)
-        wd = _known_value(extra, "--wd", float, None)
-        if lr is not None and wd is not None:  # a given (lr, wd) is filed under its own name
-            from transfer.finetune import point_name
-
-            suffix = point_name(lr, wd)
-    return (result_path(protocol, label, dataset, suffix, options.results_dir),)
-
-
-def build_cell(protocol: str, model: str, dataset: str, options: SweepOptions,
-               force: bool = False) -> Cell:
-    """The command of one cell; a few-shot cell asks only for its missing shot counts."""
-    outputs = expected_outputs(protocol, model, dataset, options)
-    argv = [options.python, str(REPO_ROOT / SCRIPTS[protocol]), "--model", model,
-            "--dataset", dataset, "--results-dir", str(options.results_dir)]
+def _script_arguments(protocol: str, model: str, dataset: str, options: SweepOptions,
+                      shots: Sequence[int] | None = None) -> list[str]:
+    """A cell's command-line arguments after the script (few-shot: ``shots``, default all)."""
+    argv = ["--model", model, "--dataset", dataset, "--results-dir", str(options.results_dir)]
     for flag, value in (("--models-dir", options.models_dir), ("--data-root", options.data_root),
                         ("--device", options.device), ("--image-size", options.image_size),
                         ("--workers", options.workers)):
@@ -220,10 +189,34 @@ def build_cell(protocol: str, model: str, dataset: str, options: SweepOptions,
     if options.cache_dir is not None and protocol in CACHED_PROTOCOLS:
         argv += ["--cache-dir", str(options.cache_dir)]
     if protocol == "few_shot":
+        argv += ["--n-support", *map(str, shots or options.n_support)]
+    return argv + list(options.extra.get(protocol, ()))
+
+
+def expected_outputs(protocol: str, model: str, dataset: str,
+                     options: SweepOptions) -> tuple[Path, ...]:
+    """The result files a finished cell has written: the script's own ``result_files`` of the
+    cell's arguments, so options that change the numbers (named in the file) are followed."""
+    script = _script(protocol)
+    try:
+        args = script.parse_args(_script_arguments(protocol, model, dataset, options))
+    except SystemExit:
+        raise SweepError(f"{SCRIPTS[protocol]} rejects the arguments of its cells (its message "
+                         f"is above); check --extra {protocol}=...") from None
+    # the name the script files results under: a timm model's carries its options
+    return tuple(script.result_files(args, model_label(model, backbone_options(args))))
+
+
+def build_cell(protocol: str, model: str, dataset: str, options: SweepOptions,
+               force: bool = False) -> Cell:
+    """The command of one cell; a few-shot cell asks only for its missing shot counts."""
+    outputs = expected_outputs(protocol, model, dataset, options)
+    shots = None
+    if protocol == "few_shot":
         shots = [k for k, path in zip(options.n_support, outputs, strict=True)
                  if force or not path.is_file()] or list(options.n_support)
-        argv += ["--n-support", *map(str, shots)]
-    argv += list(options.extra.get(protocol, ()))
+    argv = [options.python, str(REPO_ROOT / SCRIPTS[protocol]),
+            *_script_arguments(protocol, model, dataset, options, shots)]
     return Cell(protocol, model, dataset, tuple(argv), outputs)
 
 
@@ -292,17 +285,78 @@ def _finished(cell: Cell, status_if_ok: str = "done") -> tuple[str, str]:
     return status_if_ok, ""
 
 
-def run_cell(cell: Cell, log_path: Path) -> Outcome:
-    """Run one cell in its own process, output to ``log_path``; never raises for a failed run."""
+# The parent of every local cell: it runs the cell's command in its own process group (the
+# guard leads a new session) and kills that whole group (the script, its DataLoader workers,
+# torchrun's ranks) once its stdin closes: when the sweep ends a cell early, is interrupted or
+# dies, even by SIGKILL, which no handler of the sweep's could catch.
+_GUARD = """
+import os, signal, subprocess, sys, threading
+child = subprocess.Popen(sys.argv[1:], stdin=subprocess.DEVNULL)
+signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the guard outlives the TERM it sends its group
+def watch():
+    while os.read(0, 4096):
+        pass
+    if child.poll() is None:
+        os.killpg(0, signal.SIGTERM)
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(0, signal.SIGKILL)
+threading.Thread(target=watch, daemon=True).start()
+code = child.wait()
+os._exit(128 - code if code < 0 else code)
+"""
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """Close the guard's stdin (it then kills the cell's process group) and wait for it."""
+    with contextlib.suppress(OSError):
+        process.stdin.close()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def cell_environment(jobs: int) -> dict[str, str]:
+    """The environment of a local cell: with several cells at once, each gets cores / jobs
+    threads for its BLAS, OpenMP and torch (unless the environment sets them already), so that
+    ``jobs`` thread teams do not spin against each other on the same cores."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if jobs > 1:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        threads = str(max(1, (cores or 1) // jobs))
+        for name in THREAD_VARIABLES:
+            env.setdefault(name, threads)
+    return env
+
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def run_cell(cell: Cell, log_path: Path, env: dict[str, str] | None = None,
+             running: set[subprocess.Popen] | None = None) -> Outcome:
+    """Run one cell in its own process group, output to ``log_path``; never raises for a failed
+    run. ``running`` holds the cell's guard while it runs, for ``run_local`` to stop it."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    running = set() if running is None else running
     try:
         with open(log_path, "w") as log:
             log.write(f"$ {shlex.join(cell.argv)}\n")
             log.flush()
-            code = subprocess.run(list(cell.argv), stdout=log, stderr=subprocess.STDOUT,
-                                  stdin=subprocess.DEVNULL, cwd=REPO_ROOT, env=env).returncode
+            process = subprocess.Popen(
+                [sys.executable, "-c", _GUARD, *cell.argv], stdin=subprocess.PIPE, stdout=log,
+                stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env or cell_environment(1),
+                start_new_session=True)
+            running.add(process)
+            try:
+                code = process.wait()
+            finally:
+                _stop(process)
+                running.discard(process)
     except OSError as error:
         return Outcome(cell, "failed", time.perf_counter() - start,
                        f"could not start {cell.argv[0]}: {error}", log_path)
@@ -336,12 +390,13 @@ def run_local(cells: Sequence[Cell], jobs: int, log_dir: Path, progress: bool = 
     stop, lock = threading.Event(), threading.Lock()
     bar = tqdm(total=len(cells), desc="sweep", unit="cell", disable=not progress)
     say = report or bar.write
+    env, running = cell_environment(jobs), set()
 
     def work(group: list[Cell]) -> None:
         for cell in group:
             if stop.is_set():
                 return
-            outcome = run_cell(cell, cell_log_path(cell, log_dir))
+            outcome = run_cell(cell, cell_log_path(cell, log_dir), env, running)
             with lock:
                 outcomes[index[id(cell)]] = outcome
                 bar.update(1)
@@ -351,16 +406,41 @@ def run_local(cells: Sequence[Cell], jobs: int, log_dir: Path, progress: bool = 
     pool = ThreadPoolExecutor(max_workers=jobs)
     futures = [pool.submit(work, group) for group in group_cells(cells)]
     try:
-        for future in futures:
-            future.result()
-    except KeyboardInterrupt:  # running cells get the same SIGINT; start no new ones
+        with _terminate_as_interrupt():
+            for future in futures:
+                future.result()
+    except BaseException:  # Ctrl-C, SIGTERM, SIGHUP, an error: stop the running cells' groups
         stop.set()
-        pool.shutdown(wait=True, cancel_futures=True)
+        pool.shutdown(wait=False, cancel_futures=True)
+        while not all(future.done() for future in futures):  # a cell may start meanwhile
+            for process in list(running):
+                _stop(process)
+            time.sleep(0.05)
         raise
     finally:
         pool.shutdown(wait=True)
         bar.close()
     return [outcomes.get(i, Outcome(cell, "not run")) for i, cell in enumerate(cells)]
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM and SIGHUP (a killed sweep, a closed terminal) raise KeyboardInterrupt here, so
+    the sweep stops its cells instead of leaving them running; the handlers are restored."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    signals = [signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+    previous = {number: signal.signal(number, interrupt) for number in signals}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ from transfer.distributed import (
     gather_rows,
     shard_bounds,
 )
+from transfer.errors import TransferError
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 MOMENTUM = 0.9
@@ -76,7 +77,7 @@ class TrainStats:
     weight_decay: float  # what the optimiser held, read back from it (SPEC: grid wd / lr)
 
 
-class TrainError(RuntimeError):
+class TrainError(TransferError, RuntimeError):
     """A training setup that cannot run (batch too small for the ranks, unknown precision)."""
 
 

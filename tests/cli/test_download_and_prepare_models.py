@@ -52,6 +52,8 @@ def test_bad_source_fails_and_writes_nothing(tmp_path):
     result = run("--models", "swav", "--from", str(bad), "--models-dir", str(out))
     assert result.returncode == 1
     assert "could not read" in result.stderr and str(bad) in result.stderr
+    assert "not a PyTorch checkpoint of weights" in result.stderr
+    assert "weights_only" not in result.stderr  # never torch's advice to unpickle anything
     assert not (out / "swav.pth").exists()
 
 

@@ -70,7 +70,8 @@ def test_every_shot_count_gets_a_result_from_one_feature_pass(
     for shots in (1, 2):
         record = json.loads(
             (
-                tmp_path / "r" / "few_shot" / f"tiny-resnet__{dataset}__3way{shots}shot.json"
+                tmp_path / "r" / "few_shot"
+                / f"tiny-resnet__{dataset}__3way{shots}shot__q3__episodes40__i32.json"
             ).read_text()
         )
         assert record["episodes"] == 40 and record["seed"] == 0 and record["n_support"] == shots
@@ -95,7 +96,8 @@ def test_accuracy_equals_a_plain_loop_over_the_same_episodes(models_dir, tmp_pat
     run("eurosat", models_dir, tmp_path)
     capsys.readouterr()
     record = json.loads(
-        (tmp_path / "r" / "few_shot" / "tiny-resnet__eurosat__3way2shot.json").read_text()
+        (tmp_path / "r" / "few_shot" / "tiny-resnet__eurosat__3way2shot__q3__episodes40__i32.json")
+        .read_text()
     )
     backbone = load_backbone("tiny-resnet", models_dir)
     pool = load_split("eurosat", "fewshot", tmp_path / "data")
@@ -156,3 +158,58 @@ def test_defaults_are_the_papers_protocol():
     args = few_shot.parse_args([])
     assert (args.n_way, args.n_support, args.n_query, args.iter_num, args.seed) == (
         5, [5], 15, 600, 0)  # fmt: skip
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("--n-support", "0", "argument --n-support: expected an integer >= 1, got 0"),
+    ("--n-support", "-3", "argument --n-support: expected an integer >= 1, got -3"),
+    ("--n-way", "0", "argument --n-way: expected an integer >= 2, got 0"),
+    ("--n-way", "1", "argument --n-way: expected an integer >= 2, got 1"),
+    ("--n-query", "0", "argument --n-query: expected an integer >= 1, got 0"),
+    ("--iter-num", "0", "argument --iter-num: expected an integer >= 1, got 0"),
+    ("--batch-size", "0", "argument -b/--batch-size: expected an integer >= 1, got 0"),
+    ("-i", "0", "argument -i/--image-size: expected an integer >= 1, got 0"),
+    ("--workers", "-1", "argument --workers: expected an integer >= 0, got -1"),
+])
+def test_impossible_sizes_are_argument_errors_and_nothing_is_written(models_dir, tmp_path, capsys,
+                                                                     option, value, message):
+    write_layout("eurosat", tmp_path / "data", per_class=5)
+    with pytest.raises(SystemExit) as exit_info:
+        run("eurosat", models_dir, tmp_path, option, value)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "r").exists() and not (tmp_path / "f").exists()
+
+
+def test_other_settings_get_their_own_files(models_dir, tmp_path, capsys):
+    """--n-query, --iter-num and --seed change the numbers: each is named in the file name."""
+    write_layout("eurosat", tmp_path / "data", per_class=5)
+    assert run("eurosat", models_dir, tmp_path) == 0
+    assert run("eurosat", models_dir, tmp_path, "--seed", "3") == 0
+    capsys.readouterr()
+    names = sorted(path.name for path in (tmp_path / "r" / "few_shot").iterdir())
+    assert names == [f"tiny-resnet__eurosat__3way{k}shot__q3__episodes40{seed}__i32.json"
+                     for k in (1, 2) for seed in ("", "__seed3")]
+
+
+def test_a_truncated_image_is_one_line_naming_the_file(models_dir, tmp_path, capsys):
+    write_layout("eurosat", tmp_path / "data", per_class=5)
+    image = sorted((tmp_path / "data").rglob("*.jpg"))[3]
+    data = image.read_bytes()
+    image.write_bytes(data[: len(data) // 2])
+    assert run("eurosat", models_dir, tmp_path, "--workers", "1") == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    (line,) = [line for line in err.splitlines() if "%|" not in line and line.strip()]
+    assert line.startswith(f"error: cannot read image {image}: ")
+    assert not (tmp_path / "r" / "few_shot").exists() or not any(
+        (tmp_path / "r" / "few_shot").iterdir())
+
+
+def test_an_unwritable_results_folder_fails_before_any_work(models_dir, tmp_path, capsys):
+    write_layout("eurosat", tmp_path / "data", per_class=5)
+    (tmp_path / "file").write_text("")
+    assert run("eurosat", models_dir, tmp_path, "--results-dir", str(tmp_path / "file")) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: cannot write to the results folder ")
+    assert not (tmp_path / "f").exists()

@@ -73,3 +73,33 @@ def test_defaults_are_the_papers_protocol():
     assert (library.steps, library.batch_size, library.grid_size, library.lr, library.wd,
             library.data_augmentation, library.seed) == (5000, 64, 4, None, None, True, 0)
     assert len(finetune_grid(args.grid_size)) == 20
+
+
+def test_a_truncated_image_is_one_line_naming_the_file(tmp_path, capsys):
+    """Read by a DataLoader worker: the worker's traceback never reaches the user."""
+    write_layout("flowers", tmp_path / "data", per_class=4)
+    images = sorted((tmp_path / "data").rglob("*.jpg"))
+    for image in images:  # every image: the first batch meets one, whatever the sampler's order
+        data = image.read_bytes()
+        image.write_bytes(data[: len(data) // 2])
+    status = load_cli().main(["-m", "random", "-d", "flowers", "-b", "4", "-i", "16", "-w", "1",
+                              "--lr", "0.01", "--wd", "0", "--steps", "1", "--no-da",
+                              "--device", "cpu", "--data-root", str(tmp_path / "data"),
+                              "--results-dir", str(tmp_path / "r"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert status == 2 and "Traceback" not in err
+    (line,) = [line for line in err.splitlines() if line.strip()]
+    assert line.startswith("finetune.py: error: cannot read image ")
+    assert any(str(image) in line for image in images)
+
+
+def test_an_unwritable_results_folder_fails_before_any_training(tmp_path, capsys):
+    write_layout("flowers", tmp_path / "data", per_class=4)
+    (tmp_path / "file").write_text("")
+    status = load_cli().main(["-m", "random", "-d", "flowers", "-b", "4", "-i", "16", "-w", "0",
+                              "--lr", "0.01", "--wd", "0", "--steps", "1", "--device", "cpu",
+                              "--data-root", str(tmp_path / "data"),
+                              "--results-dir", str(tmp_path / "file" / "r"), "--no-progress"])
+    assert status == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("finetune.py: error: cannot write to the results folder ")

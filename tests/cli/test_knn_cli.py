@@ -82,7 +82,10 @@ def direct_splits(dataset, models_dir, data_root):
 
 
 def read_record(tmp_path, dataset, model="tiny-resnet"):
-    return json.loads((tmp_path / "r" / "knn" / f"{model}__{dataset}.json").read_text())
+    """The run's one record (settings other than the defaults, e.g. -i 32, are named after
+    ``<model>__<dataset>`` in the file name: transfer/results.py)."""
+    (path,) = (tmp_path / "r" / "knn").glob(f"{model}__{dataset}__*.json")
+    return json.loads(path.read_text())
 
 
 def check_against_sklearn(record, out, xy, model, dataset, ks, tries, seed):

@@ -90,7 +90,9 @@ def test_chosen_C_and_score_equal_an_independent_sklearn_run(dataset, models_dir
     argv = linear_argv(dataset, models_dir, data_root, tmp_path)
     assert linear.main(argv) == 0
     out = capsys.readouterr().out
-    record = json.loads((tmp_path / "r" / "linear" / f"tiny-resnet__{dataset}.json").read_text())
+    # -i 32 is not the paper's size: the file name says so
+    result = tmp_path / "r" / "linear" / f"tiny-resnet__{dataset}__i32.json"
+    record = json.loads(result.read_text())
 
     backbone = load_backbone("tiny-resnet", models_dir)
     # The features the run used (read back from its cache) agree with a direct forward pass.
@@ -134,7 +136,7 @@ def test_chosen_C_and_score_equal_an_independent_sklearn_run(dataset, models_dir
     # a rerun reads every feature from the cache
     assert linear.main(argv) == 0
     capsys.readouterr()
-    again = json.loads((tmp_path / "r" / "linear" / f"tiny-resnet__{dataset}.json").read_text())
+    again = json.loads(result.read_text())
     assert again["features_cached"] and again["score"] == record["score"]
 
 
@@ -151,7 +153,8 @@ def test_torch_solver_runs_the_same_protocol(models_dir, tmp_path, capsys):
     argv = linear_argv("dtd", models_dir, data_root, tmp_path, "-w", "5", "--solver", "torch")
     assert linear.main(argv) == 0
     capsys.readouterr()
-    record = json.loads((tmp_path / "r" / "linear" / "tiny-resnet__dtd.json").read_text())
+    name = "tiny-resnet__dtd__w5__i32__solver-torch.json"  # settings other than the paper's
+    record = json.loads((tmp_path / "r" / "linear" / name).read_text())
     assert record["solver"] == "torch"
     backbone = load_backbone("tiny-resnet", models_dir)
     extracted = many_shot_features(
@@ -175,7 +178,9 @@ def test_voc_map_with_given_C(models_dir, tmp_path, capsys):
     argv = linear_argv("voc2007", models_dir, data_root, tmp_path, "--C", "0.1")
     assert linear.main(argv) == 0
     out = capsys.readouterr().out
-    record = json.loads((tmp_path / "r" / "linear" / "tiny-resnet__voc2007.json").read_text())
+    record = json.loads(
+        (tmp_path / "r" / "linear" / "tiny-resnet__voc2007__C0.1__i32.json").read_text()
+    )
     assert record["metric"] == "voc11_map" and record["ece"] is None
     assert "ECE: n/a" in out
     backbone = load_backbone("tiny-resnet", models_dir)
@@ -213,7 +218,7 @@ def test_too_few_test_samples_give_no_calibration(models_dir, tmp_path, capsys):
     write_layout("dtd", data_root, per_class=1)
     assert linear.main(linear_argv("dtd", models_dir, data_root, tmp_path, "--C", "1")) == 0
     out = capsys.readouterr().out
-    record = json.loads((tmp_path / "r" / "linear" / "tiny-resnet__dtd.json").read_text())
+    record = json.loads((tmp_path / "r" / "linear" / "tiny-resnet__dtd__C1__i32.json").read_text())
     assert record["sizes"]["test"] == 3
     assert record["ece"] is None and record["ece_temperature_scaled"] is None
     assert "ECE: n/a, temperature scaled ECE: n/a" in out
@@ -258,3 +263,95 @@ def test_missing_dataset_is_a_clear_error(models_dir, tmp_path, capsys):
     )
     err = capsys.readouterr().err
     assert code == 2 and str(tmp_path / "DTD") in err
+
+
+def _error_lines(err: str) -> list[str]:
+    """stderr without progress bars; no traceback may hide in it."""
+    assert "Traceback" not in err
+    return [line for line in err.splitlines() if "%|" not in line and line.strip()]
+
+
+def _truncate(image):
+    data = image.read_bytes()
+    image.write_bytes(data[: len(data) // 2])
+
+
+def test_other_settings_are_filed_beside_the_paper_settings(models_dir, tmp_path, capsys):
+    data_root = tmp_path / "data"
+    write_layout("dtd", data_root, per_class=6)
+    argv = linear_argv("dtd", models_dir, data_root, tmp_path, "-w", "3")
+    assert linear.main(argv) == 0
+    first = tmp_path / "r" / "linear" / "tiny-resnet__dtd__w3__i32.json"
+    written = first.read_text()
+    assert linear.main([*argv, "--C", "1"]) == 0
+    capsys.readouterr()
+    second = tmp_path / "r" / "linear" / "tiny-resnet__dtd__C1__w3__i32.json"
+    assert json.loads(second.read_text())["C"] == 1.0
+    assert first.read_text() == written  # not replaced
+
+
+def test_converged_strategies_are_reachable_and_named(models_dir, tmp_path, capsys):
+    data_root = tmp_path / "data"
+    write_layout("dtd", data_root, per_class=6)
+    argv = linear_argv("dtd", models_dir, data_root, tmp_path, "-w", "5", "--solver", "torch",
+                       "--strategy", "path")
+    assert linear.main(argv) == 0
+    capsys.readouterr()
+    name = "tiny-resnet__dtd__w5__i32__solver-torch__strategy-path.json"
+    record = json.loads((tmp_path / "r" / "linear" / name).read_text())
+    assert record["strategy"] == "path" and len(record["val_scores"]) == 5
+    with pytest.raises(SystemExit) as exit_info:
+        linear.main(linear_argv("dtd", models_dir, data_root, tmp_path, "--strategy", "batched"))
+    assert exit_info.value.code == 2
+    assert "--strategy batched needs --solver torch" in capsys.readouterr().err
+
+
+def test_an_unwritable_results_folder_fails_before_any_work(models_dir, tmp_path, capsys):
+    write_layout("dtd", tmp_path / "data", per_class=6)
+    (tmp_path / "file").write_text("")
+    argv = linear_argv("dtd", models_dir, tmp_path / "data", tmp_path)
+    argv[argv.index("--results-dir") + 1] = str(tmp_path / "file" / "r")
+    assert linear.main(argv) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"error: cannot write to the results folder {tmp_path}/file/r/linear")
+    assert not (tmp_path / "f").exists()  # no feature was extracted
+
+
+def test_an_unwritable_cache_folder_is_an_early_clear_error(models_dir, tmp_path, capsys):
+    write_layout("dtd", tmp_path / "data", per_class=6)
+    (tmp_path / "file").write_text("")
+    argv = linear_argv("dtd", models_dir, tmp_path / "data", tmp_path)
+    argv[argv.index("--cache-dir") + 1] = str(tmp_path / "file" / "f")
+    assert linear.main(argv) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: cannot write to the feature cache ") and "--cache-dir" in line
+
+
+def test_the_score_is_printed_before_a_result_that_cannot_be_written(models_dir, tmp_path,
+                                                                      capsys, monkeypatch):
+    import errno
+
+    from transfer import results
+
+    def full_disk(path, payload):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    write_layout("dtd", tmp_path / "data", per_class=6)
+    monkeypatch.setattr(results, "write_json_atomic", full_disk)
+    assert linear.main(linear_argv("dtd", models_dir, tmp_path / "data", tmp_path, "-w", "3")) == 2
+    captured = capsys.readouterr()
+    assert "Final accuracy for tiny-resnet on dtd: " in captured.out
+    (line,) = _error_lines(captured.err)
+    assert line.startswith("error: cannot write the result ") and "No space left" in line
+
+
+def test_a_truncated_image_is_one_line_naming_the_file(models_dir, tmp_path, capsys):
+    """Read by a DataLoader worker: its traceback ("Original Traceback") never reaches the user."""
+    write_layout("dtd", tmp_path / "data", per_class=6)
+    image = sorted((tmp_path / "data" / "DTD" / "images").rglob("*.jpg"))[4]
+    _truncate(image)
+    argv = linear_argv("dtd", models_dir, tmp_path / "data", tmp_path)
+    argv[argv.index("--workers") + 1] = "1"
+    assert linear.main(argv) == 2
+    (line,) = _error_lines(capsys.readouterr().err)
+    assert line.startswith(f"error: cannot read image {image}: ")

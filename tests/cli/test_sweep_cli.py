@@ -45,8 +45,10 @@ def test_sweep_runs_the_grid_then_skips_it_and_report_reads_it(tmp_path, capsys)
     written = {}
     for model in MODELS:
         for dataset in DATASETS:
-            paths = [results / "linear" / f"{model}__{dataset}.json"] + [
-                results / "few_shot" / f"{model}__{dataset}__2way{k}shot.json" for k in (1, 2)]
+            # settings other than the paper's are named in the file names
+            paths = [results / "linear" / f"{model}__{dataset}__w3__i32.json"] + [
+                results / "few_shot" / f"{model}__{dataset}__2way{k}shot__q2__episodes10__i32.json"
+                for k in (1, 2)]
             for path in paths:
                 record = json.loads(path.read_text())
                 assert (record["model"], record["dataset"]) == (model, dataset)

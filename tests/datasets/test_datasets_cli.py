@@ -169,3 +169,39 @@ def test_download_moves_torchvisions_folders_into_spec_layout(data_root, tmp_pat
     assert main(["download", "dtd", "--data-root", str(tmp_path)]) == 0
     assert not (tmp_path / "DTD" / ".download").exists()
     assert main(_verify_args("dtd", tmp_path)) == 0
+
+
+def test_verify_deep_finds_a_truncated_image(data_root, tmp_path, capsys):
+    """A JPEG cut in half opens (its header is whole) and fails only when decoded."""
+    import shutil
+
+    shutil.copytree(data_root / "DTD", tmp_path / "DTD")
+    image = sorted((tmp_path / "DTD" / "images").rglob("*.jpg"))[2]
+    data = image.read_bytes()
+    image.write_bytes(data[: len(data) // 2])
+    assert main(_verify_args("dtd", tmp_path)) == 0  # present: the shallow check passes
+    capsys.readouterr()
+    assert main(_verify_args("dtd", tmp_path, "--deep")) == 1
+    deep = json.loads(capsys.readouterr().out)
+    assert deep["unreadable_count"] == 1
+    assert deep["unreadable"][0].startswith(f"cannot read image {image}: ")
+
+
+@pytest.mark.parametrize(("name", "relative", "line"), [
+    ("dtd", "DTD/labels/train1.txt", 2),
+    ("isic", "ISIC/ISIC2018_Task3_Training_GroundTruth/ISIC2018_Task3_Training_GroundTruth.csv", 3),
+])
+def test_a_label_file_that_is_not_utf8_is_named_with_its_line(data_root, tmp_path, capsys, name,
+                                                               relative, line):
+    import shutil
+
+    folder = relative.split("/", 1)[0]
+    shutil.copytree(data_root / folder, tmp_path / folder)
+    path = tmp_path / relative
+    lines = path.read_bytes().split(b"\n")
+    lines[line - 1] = lines[line - 1].replace(b"_", "é".encode("latin-1"), 1)
+    path.write_bytes(b"\n".join(lines))
+    assert main(_verify_args(name, tmp_path)) == 1
+    (message,) = capsys.readouterr().err.splitlines()
+    assert message.startswith(f"error: {path}, line {line}: not UTF-8 text (byte 0xe9 at column ")
+    assert message.endswith("save the file as UTF-8")

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pytest
 import torch
 
 from datasets import build_transform, load_split
@@ -78,3 +79,64 @@ def test_train_and_val_rows_come_from_the_trainval_pass(tmp_path):
         backbone, small, transform, FeatureCache(tmp_path), workers=0, progress=False
     )
     assert (hit, hit_again) == (False, True)
+
+
+def test_unusable_cache_entry_is_said_in_one_line_with_path_and_reason(tmp_path, capsys):
+    cache = FeatureCache(tmp_path)
+    split = _digits(4)
+    cache.get_or_compute("m", split, "b", "t", "fp32", lambda: torch.zeros(4, 2048))
+    path = cache.path("m", split, "b", "t", "fp32")
+    capsys.readouterr()
+    path.write_bytes(b"\x80\x02not a checkpoint")
+    cache.get_or_compute("m", split, "b", "t", "fp32", lambda: torch.ones(4, 2048))
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"warning: cache entry {path} unusable (")
+    assert line.endswith("); recomputing it") and "Unsupported operand" in line
+    assert "weights_only" not in line  # never torch's advice to load untrusted pickles
+    torch.save({"features": torch.zeros(3, 2048), "split_identity": split.identity}, path)
+    cache.get_or_compute("m", split, "b", "t", "fp32", lambda: torch.ones(4, 2048))
+    assert "(3 rows for 4 images); recomputing it" in capsys.readouterr().err
+
+
+def test_a_second_run_waits_for_the_entry_being_computed_and_reuses_it(tmp_path):
+    import threading
+
+    split = _digits(4)
+    started, release = threading.Event(), threading.Event()
+    calls, results = [], {}
+
+    def slow():
+        calls.append("first")
+        started.set()
+        release.wait(10)
+        return torch.ones(4, 2048)
+
+    def second():
+        calls.append("second")
+        return torch.zeros(4, 2048)
+
+    def run(name, compute):  # each run with its own FeatureCache, as two processes would
+        results[name] = FeatureCache(tmp_path).get_or_compute("m", split, "b", "t", "fp32", compute)
+
+    first = threading.Thread(target=run, args=("first", slow))
+    first.start()
+    assert started.wait(10)
+    waiting = threading.Thread(target=run, args=("second", second))
+    waiting.start()
+    waiting.join(0.5)
+    assert waiting.is_alive()  # blocked on the entry's lock, not computing
+    release.set()
+    first.join(10)
+    waiting.join(10)
+    assert calls == ["first"]
+    assert results["first"][1] is False and results["second"][1] is True
+    assert torch.equal(results["second"][0], torch.ones(4, 2048))
+
+
+def test_an_unwritable_cache_folder_fails_before_any_work(tmp_path):
+    from transfer.atomic import WriteError
+
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(WriteError, match=r"cannot write to the feature cache .*file/cache.*"
+                                         r"--cache-dir"):
+        FeatureCache(tmp_path / "file" / "cache")

@@ -116,3 +116,46 @@ def test_float32_reaches_the_same_minimum():
     assert ours.x.dtype == torch.float32
     gap = fun(ours.x.double().numpy())[0] - reference.fun
     assert 0 <= gap <= 1e-4 * reference.fun  # from f(0) = log 2 = 0.69
+
+
+def test_no_tensor_is_built_from_a_host_scalar_per_iteration(monkeypatch):
+    """The memory keeps 1 / s'y as a float: torch.tensor(..., device=...) was a blocking
+    host-to-device copy on every iteration of a GPU run (issue 17)."""
+    fun, d = logistic_problem()
+    made = []
+    tensor = torch.tensor
+
+    def counting_tensor(*args, **kwargs):
+        made.append(args)
+        return tensor(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "tensor", counting_tensor)
+    ours = lbfgsb.minimize(
+        _torch_fun(fun), torch.zeros(d, dtype=torch.float64), max_iter=25, gtol=1e-10, ftol=FTOL
+    )
+    assert ours.nit == 25 and made == []
+
+
+def test_the_two_loop_recursion_of_a_batch_equals_each_problem_alone():
+    """One recursion serves one problem (this module) and P problems (the batched logreg
+    solver): rows of a batch give what each row gives alone, empty pairs (rho 0) change nothing."""
+    rng = np.random.default_rng(0)
+    p, dim, m = 3, 7, 4
+    s = torch.tensor(rng.normal(size=(m, p, dim)))
+    y = s + 0.1 * torch.tensor(rng.normal(size=(m, p, dim)))
+    rho = 1.0 / (s * y).sum(-1)
+    rho[0, 1] = 0.0  # an empty pair for problem 1
+    q = torch.tensor(rng.normal(size=(p, dim)))
+    scale = torch.tensor([0.5, 2.0, 1.0], dtype=torch.float64)
+    batch = lbfgsb.two_loop(q.clone(), [(s[j], y[j], rho[j]) for j in range(m)], scale)
+    for i in range(p):
+        pairs = [(s[j, i], y[j, i], float(rho[j, i])) for j in range(m) if rho[j, i] != 0]
+        alone = lbfgsb.two_loop(q[i].clone(), pairs, float(scale[i]))
+        torch.testing.assert_close(batch[i], alone, rtol=1e-12, atol=1e-12)
+    # against the dense inverse-Hessian update H <- (I - rho s y')H(I - rho y s') + rho s s'
+    h = float(scale[0]) * np.eye(dim)
+    for j in range(m):
+        sj, yj, r = s[j, 0].numpy(), y[j, 0].numpy(), float(rho[j, 0])
+        v = np.eye(dim) - r * np.outer(yj, sj)
+        h = v.T @ h @ v + r * np.outer(sj, sj)
+    np.testing.assert_allclose(batch[0].numpy(), h @ q[0].numpy(), rtol=1e-10)

@@ -129,8 +129,8 @@ def test_original_stopping_rule_is_scikit_learn_022s_objective_and_tol(data):
 
 
 def test_ties_go_to_the_first_value_in_grid_order():
-    assert logreg.first_best([50.0, 70.0, 70.0, 60.0]) == 1
-    assert logreg.first_best([float("nan"), 10.0, 10.0]) == 1
+    assert metrics.first_best([50.0, 70.0, 70.0, 60.0]) == 1
+    assert metrics.first_best([float("nan"), 10.0, 10.0]) == 1
 
 
 def test_torch_fit_matches_tightly_converged_sklearn(data):
@@ -170,7 +170,8 @@ def test_binary_fit_is_the_originals_two_class_softmax(data):
                         options={"gtol": 1e-10, "maxiter": 10_000}).x
     w2 = solution[: 2 * d].reshape(2, d)
     for solver in ("torch", "sklearn"):
-        model = logreg.fit_logreg(x, target, C, solver=solver, strategy="path", tol=1e-7)
+        converged = {"strategy": "path", "tol": 1e-7} if solver == "torch" else {}
+        model = logreg.fit_logreg(x, target, C, solver=solver, **converged)
         scale = np.abs(w2).max()
         tolerance = 2e-3 if solver == "torch" else 2e-2  # sklearn keeps its default tol
         np.testing.assert_allclose(model.coef_, w2, atol=tolerance * scale)
@@ -185,7 +186,8 @@ def test_converged_torch_grid_agrees_with_sklearn_grid_on_this_data(data):
     Cs = logreg.default_C_grid()
     grids = {
         solver: logreg.fit_logreg_grid(x, y, vx, vy, Cs, "mean_per_class_accuracy",
-                                       solver=solver, strategy="path", progress=False)
+                                       solver=solver, progress=False,
+                                       **({"strategy": "path"} if solver == "torch" else {}))
         for solver in ("sklearn", "torch")
     }
     sk_grid, t_grid = grids["sklearn"], grids["torch"]
@@ -201,7 +203,8 @@ def test_converged_torch_grid_agrees_with_sklearn_grid_on_this_data(data):
     for solver, grid in grids.items():
         start = grid.last_model if solver == "sklearn" else None  # torch re-walks its path
         final = logreg.fit_logreg(trainval_x, trainval_y, sk_grid.best_C, solver=solver,
-                                  warm_start_from=start, strategy="path")
+                                  warm_start_from=start,
+                                  **({"strategy": "path"} if solver == "torch" else {}))
         tests[solver] = metrics.score("mean_per_class_accuracy", ty, final.decision_function(tx))
     assert abs(tests["sklearn"] - tests["torch"]) <= 0.3
 
@@ -357,33 +360,115 @@ def test_bad_inputs_raise_clear_errors(data):
             logreg.fit_logreg(x, y, 1.0, solver="torch", device="cuda")
 
 
-def test_sklearn_fits_give_one_thread_to_scipys_own_blas_only(data):
-    """During a fit the BLAS shipped in scipy's wheel runs one thread (L-BFGS-B's vector
-    operations) while numpy's keeps its threads for the GEMMs; both are restored after."""
-    import os
-
-    import scipy
+def _threads_during_a_fit(x, y):
+    """{library path: threads} of every BLAS / OpenMP pool while the sklearn chain fits, and
+    before and after it (under a limit of 2)."""
     from threadpoolctl import threadpool_info, threadpool_limits
 
-    (x, y) = data["train"]
-    chain = logreg._SklearnChain()
-    wheel_libs = os.path.dirname(scipy.__file__) + ".libs"
+    from transfer.logreg.sklearn_chain import SklearnChain
+
+    def pools():
+        return {info["filepath"]: info["num_threads"] for info in threadpool_info()
+                if info["user_api"] in ("blas", "openmp")}
+
+    chain = SklearnChain()
     seen = {}
     fit = chain.estimator.fit
 
     def spying_fit(*args):
-        seen.update({info["filepath"]: info["num_threads"] for info in threadpool_info()
-                     if info["user_api"] == "blas"})
+        seen.update(pools())
         return fit(*args)
 
     chain.estimator.fit = spying_fit
     with threadpool_limits(limits=2):
-        before = {info["filepath"]: info["num_threads"] for info in threadpool_info()
-                  if info["user_api"] == "blas"}
+        before = pools()
         chain.fit(x.astype(np.float64), y, 1.0)
-        after = {info["filepath"]: info["num_threads"] for info in threadpool_info()
-                 if info["user_api"] == "blas"}
+        after = pools()
+    return before, seen, after
+
+
+def test_sklearn_fits_give_one_thread_to_scipys_own_blas_only(data, monkeypatch):
+    """A large fit: the BLAS shipped in scipy's wheel runs one thread (L-BFGS-B's vector
+    operations) while numpy's keeps its threads for the GEMMs; both are restored after."""
+    import os
+
+    import scipy
+
+    from transfer.logreg import sklearn_chain
+
+    monkeypatch.setattr(sklearn_chain, "THREADED_WORK", 0)  # every fit counts as large
+    (x, y) = data["train"]
+    wheel_libs = os.path.dirname(scipy.__file__) + ".libs"
+    before, seen, after = _threads_during_a_fit(x, y)
     assert seen and after == before
     for path, threads in seen.items():
         expected = 1 if os.path.dirname(path) == wheel_libs else before[path]
         assert threads == expected, path
+
+
+def test_small_sklearn_fits_run_every_thread_pool_on_one_thread(data):
+    """A fit below THREADED_WORK (this one: n x d x classes ~ 1e5) runs all BLAS and OpenMP on
+    one thread: a thread team stalls for a time slice whenever another process holds a core
+    (issue 16: the digits grid 21 s alone, 349 s beside one other job)."""
+    from transfer.logreg import sklearn_chain
+
+    (x, y) = data["train"]
+    assert x.shape[0] * x.shape[1] * np.unique(y).size < sklearn_chain.THREADED_WORK
+    before, seen, after = _threads_during_a_fit(x, y)
+    assert seen and after == before and set(before.values()) == {2}
+    assert set(seen.values()) == {1}
+
+
+def test_the_sklearn_solver_rejects_torch_only_options(data):
+    (x, y), (vx, vy) = data["train"], data["val"]
+    for option in ({"strategy": "path"}, {"precision": "float32"}, {"tol": 1e-6},
+                   {"max_iter": 50}, {"history": 5}):
+        name = next(iter(option))
+        with pytest.raises(logreg.LogregError, match=rf"{name}=.*option\(s\) of the torch solver"):
+            logreg.fit_logreg(x, y, 1.0, solver="sklearn", **option)
+        with pytest.raises(logreg.LogregError, match=rf"{name}=.*solver='torch'"):
+            logreg.fit_logreg_grid(x, y, vx, vy, [1.0], "accuracy", progress=False, **option)
+
+
+def test_torch_grid_scores_val_on_its_device_not_through_the_cpu_model(overlapping, monkeypatch):
+    """The val decision values of the 45 fits come from the solver's device tensors; the val
+    curve equals scikit-learn's (as in test_torch_chain_repeats_the_sklearn_grid)."""
+    (x, y), (vx, vy) = overlapping["train"], overlapping["val"]
+    Cs = logreg.default_C_grid()
+    expected = logreg.fit_logreg_grid(x, y, vx, vy, Cs, "accuracy", solver="sklearn",
+                                      progress=False)
+
+    def no_cpu_scoring(self, features):
+        raise AssertionError("scored through LinearModel.decision_function on the CPU")
+
+    monkeypatch.setattr(logreg.LinearModel, "decision_function", no_cpu_scoring)
+    grid = logreg.fit_logreg_grid(x, y, vx, vy, Cs, "accuracy", solver="torch", progress=False)
+    assert grid.val_scores == expected.val_scores
+
+
+@pytest.mark.parametrize(
+    ("capability", "name", "warns"),
+    [((8, 6), "NVIDIA GeForce RTX 3090", True), ((8, 9), "NVIDIA L4", True),
+     ((7, 5), "Tesla T4", True), ((10, 3), "NVIDIA B300", True),
+     ((8, 0), "NVIDIA A100-SXM4-80GB", False), ((9, 0), "NVIDIA H200", False),
+     ((7, 0), "Tesla V100-SXM2-16GB", False)],
+)
+def test_a_warning_once_on_gpus_whose_float64_is_slow(monkeypatch, capsys, capability, name,
+                                                      warns):
+    from transfer.logreg import torch_problem
+
+    monkeypatch.setattr(torch_problem, "_warned_devices", set())
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
+    cuda = torch.device("cuda")
+    assert torch_problem.warn_if_float64_is_slow(cuda, torch.float64) is warns
+    assert torch_problem.warn_if_float64_is_slow(cuda, torch.float64) is False  # once
+    err = capsys.readouterr().err
+    if warns:
+        assert err.count("\n") == 1 and err.startswith("warning: --solver torch runs ")
+        assert name in err and "float64" in err and "--solver sklearn (CPU) may be faster" in err
+    else:
+        assert err == ""
+    # float32 strategies and the CPU never warn
+    assert not torch_problem.warn_if_float64_is_slow(cuda, torch.float32)
+    assert not torch_problem.warn_if_float64_is_slow(torch.device("cpu"), torch.float64)

@@ -113,7 +113,8 @@ def test_knn_cells_run_knn_py_on_the_cache_and_skip_cross_domain_sets(tmp_path):
     assert plan.not_applicable == [("knn", "eurosat", "a cross-domain set is few-shot only")]
     cell = plan.to_run[0]
     assert cell.argv[1] == str(Path(sweep.REPO_ROOT) / "knn.py")
-    assert cell.outputs == (tmp_path / "results" / "knn" / "random__dtd.json",)
+    # its settings other than the defaults are named, as knn.py names its result
+    assert cell.outputs == (tmp_path / "results" / "knn" / "random__dtd__k20__tries3__i32.json",)
     # knn.py takes every option the sweep passes it
     args = knn.parse_args(list(cell.argv[2:]))
     assert (args.model, args.dataset, args.cache_dir, args.image_size, args.workers) == (
@@ -137,6 +138,27 @@ def test_expected_outputs_are_the_scripts_result_files(tmp_path):
                               options).to_run
     assert cell.outputs == (root / "linear" / "mine__dtd.json",)
     assert cell.name == "linear/mine__dtd"
+
+
+def test_expected_outputs_follow_settings_named_in_the_file_names(tmp_path, capsys):
+    """Options that change the numbers are in the scripts' file names (transfer/results.py):
+    the sweep expects exactly those files, so it neither reruns nor skips the wrong cells."""
+    root = tmp_path / "results"
+    options = _options(tmp_path, image_size=32, n_support=(5,),
+                       extra={"linear": ("--wd-values", "3", "--solver", "torch"),
+                              "few_shot": ("--iter-num", "100", "--n-query", "10"),
+                              "finetune": ("--steps", "10")})
+    outputs = {c.protocol: c.outputs for c in sweep.plan_grid(
+        ["random"], ["dtd"], ["linear", "few_shot", "finetune"], options).to_run}
+    assert outputs["linear"] == (root / "linear" / "random__dtd__w3__i32__solver-torch.json",)
+    assert outputs["few_shot"] == (
+        root / "few_shot" / "random__dtd__5way5shot__q10__episodes100__i32.json",)
+    # finetuning refuses a record of other settings instead (its recipe check)
+    assert outputs["finetune"] == (root / "finetune" / "random__dtd.json",)
+    bad = _options(tmp_path, extra={"few_shot": ("--n-query", "0")})
+    with pytest.raises(SweepError, match=r"few_shot.py rejects the arguments .*--extra few_shot"):
+        sweep.plan_grid(["random"], ["dtd"], ["few_shot"], bad)
+    assert "argument --n-query: expected an integer >= 1, got 0" in capsys.readouterr().err
 
 
 def test_finished_cells_are_skipped_and_few_shot_runs_only_missing_shots(tmp_path):
@@ -232,3 +254,66 @@ def test_slurm_parameters_and_a_clear_error_off_a_cluster(tmp_path):
         pytest.skip("this machine is a Slurm node")
     with pytest.raises(SweepError, match="--executor slurm: .*srun.*--executor local"):
         sweep.make_executor(tmp_path, SlurmOptions(), cluster="slurm")
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie, reparented to a PID 1 that may never reap it, counts as dead)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc").is_dir() or sys.platform == "win32",
+                    reason="needs POSIX process groups and /proc")
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM", "SIGKILL"])
+def test_a_sweep_that_dies_or_is_interrupted_takes_its_running_cells_with_it(tmp_path,
+                                                                             signal_name):
+    """The cell (and what it started, like DataLoader workers) runs in its own process group
+    under a guard that kills the group once the sweep is gone, even after SIGKILL."""
+    import signal
+    import subprocess
+    import time
+
+    pids = tmp_path / "pids"
+    cell_code = (f"import os, subprocess, time; child = subprocess.Popen(['sleep', '120']); "
+                 f"open({str(pids)!r}, 'w').write(f'{{os.getpid()}} {{child.pid}}'); "
+                 f"time.sleep(120)")
+    sweep_code = (
+        "import sys; from pathlib import Path; from transfer import sweep\n"
+        f"cell = sweep.Cell('linear', 'm', 'd', (sys.executable, '-c', {cell_code!r}), ())\n"
+        f"sweep.run_local([cell], jobs=1, log_dir=Path({str(tmp_path / 'logs')!r}), "
+        "progress=False)\n")
+    runner = subprocess.Popen([sys.executable, "-c", sweep_code], cwd=sweep.REPO_ROOT)
+    deadline = time.time() + 60
+    while not (pids.is_file() and len(pids.read_text().split()) == 2):
+        assert time.time() < deadline and runner.poll() is None
+        time.sleep(0.1)
+    cell_pid, grandchild_pid = map(int, pids.read_text().split())
+    runner.send_signal(getattr(signal, signal_name))
+    runner.wait(timeout=60)
+    deadline = time.time() + 30
+    while (_alive(cell_pid) or _alive(grandchild_pid)) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not _alive(cell_pid) and not _alive(grandchild_pid)
+
+
+def test_parallel_cells_share_the_cores_out_between_them(tmp_path, monkeypatch):
+    """--jobs N: each cell gets cores / N BLAS / OpenMP threads unless the user set them."""
+    monkeypatch.setattr(sweep.os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    for name in sweep.THREAD_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    assert {sweep.cell_environment(3)[name] for name in sweep.THREAD_VARIABLES} == {"2"}
+    assert not set(sweep.THREAD_VARIABLES) & set(sweep.cell_environment(1))
+    assert sweep.cell_environment(16)["OMP_NUM_THREADS"] == "1"
+    monkeypatch.setenv("MKL_NUM_THREADS", "5")
+    assert sweep.cell_environment(2)["MKL_NUM_THREADS"] == "5"
+    (tmp_path / "results").mkdir()
+    cells = [_script_cell(tmp_path, f"t{i}", "import os; open(" + repr(str(tmp_path / f"t{i}"))
+                          + ", 'w').write(os.environ['OPENBLAS_NUM_THREADS'])", model=str(i))
+             for i in range(2)]
+    outcomes = sweep.run_local(cells, jobs=2, log_dir=tmp_path / "logs", progress=False)
+    assert [o.status for o in outcomes] == ["done", "done"]
+    assert [(tmp_path / f"t{i}").read_text() for i in range(2)] == ["4", "4"]

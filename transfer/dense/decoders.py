@@ -129,9 +129,6 @@ class UPerNet(nn.Module):
         return self.conv_last(fused)
 
 
-DECODERS = {"ppm": PPM, "upernet": UPerNet}
-
-
 class DenseModel(nn.Module):
     """Encoder + decoder: ``forward(images)`` gives logits at the decoder's resolution."""
 

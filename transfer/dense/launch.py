@@ -17,8 +17,10 @@ from typing import Any
 import torch
 import torch.multiprocessing as mp
 
+from transfer.errors import TransferError
 
-class LaunchError(Exception):
+
+class LaunchError(TransferError):
     """A bad --gpus / --device request."""
 
 

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import pairwise_distances_argmin
 
+from transfer.errors import TransferError
+
 CODEBOOK_PATH = Path(__file__).resolve().parent / "normals_codebook_40.csv"
 NUM_NORMAL_CLASSES = 40
 IGNORE_LABEL = 255
@@ -22,7 +24,7 @@ ANGLE_THRESHOLDS = (11.25, 22.5, 30.0)
 EPS = np.finfo(np.float64).eps
 
 
-class NormalsError(Exception):
+class NormalsError(TransferError):
     """Bad normals data: wrong shapes, a broken codebook, nothing to evaluate."""
 
 

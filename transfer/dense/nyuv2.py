@@ -36,7 +36,6 @@ FOLDER = "NYUv2"
 METADATA = "surfacenormal_metadata"
 GROUND_TRUTH = "all_normals.pklz"
 SPLITS = ("train", "test")
-SPLIT_SIZES = {"train": 795, "test": 654}
 
 
 def split_file(root: Path, split: str) -> Path:

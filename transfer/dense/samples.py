@@ -26,13 +26,15 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from transfer.errors import TransferError
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 #: label encodings: raw value meaning "ignore", and the shift from raw value to class index
 LABEL_ENCODINGS = {"ade20k": (0, -1), "nyuv2": (255, 0)}
 
 
-class DenseDataError(Exception):
+class DenseDataError(TransferError):
     """Missing or inconsistent dense-task data (message names the file and what was expected)."""
 
 

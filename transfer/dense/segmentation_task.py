@@ -32,6 +32,7 @@ from transfer.dense.samples import DenseDataError, EvalImages, Geometry, TrainBa
 from transfer.dense.segmentation_metrics import confusion_matrix, segmentation_scores
 from transfer.dense.train_loop import SINGLE_PROCESS, Schedule, read_checkpoint, train_dense
 from transfer.distributed import Distributed, all_reduce_sum, shard_bounds
+from transfer.errors import TransferError
 
 DEFAULTS: dict[str, dict[str, Any] | str] = {
     "DATASET": {"root_dataset": "{data_root}/ADE20K",
@@ -60,7 +61,7 @@ PATH_KEYS = (("DATASET", "root_dataset"), ("DATASET", "list_train"), ("DATASET",
              ("MODEL", "weights_encoder"), (None, "DIR"))
 
 
-class ConfigError(Exception):
+class ConfigError(TransferError):
     """A config file or override that does not fit the recipe."""
 
 
@@ -161,10 +162,6 @@ def check_recipe(config: dict[str, Any], source: str) -> None:
     if d["padding_constant"] % 32:
         raise ConfigError(f"{source}: DATASET.padding_constant must be a multiple of 32 "
                           "(the encoder's output stride)")
-
-
-def model_name(config: dict[str, Any]) -> str:
-    return Path(config["MODEL"]["weights_encoder"]).stem
 
 
 def build_model(encoder: ResNetStages, num_class: int) -> DenseModel:

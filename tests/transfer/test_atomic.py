@@ -1,0 +1,49 @@
+"""transfer/atomic.py: files appear whole or not at all, with the umask's usual mode."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from transfer.atomic import WriteError, atomic_path, check_writable_dir, write_json_atomic
+
+
+@pytest.fixture
+def umask():
+    def set_umask(value):
+        previous.append(os.umask(value))
+
+    previous = []
+    yield set_umask
+    if previous:
+        os.umask(previous[0])
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o002])
+def test_files_get_the_mode_of_any_new_file(tmp_path, umask, mask):
+    umask(mask)
+    written = write_json_atomic(tmp_path / "sub" / "record.json", {"a": 1})
+    reference = tmp_path / "plain"
+    reference.write_text("")
+    mode = stat.S_IMODE(written.stat().st_mode)
+    assert mode == stat.S_IMODE(reference.stat().st_mode) == 0o666 & ~mask
+
+
+def test_a_failed_write_leaves_neither_file_nor_temporary(tmp_path):
+    target = tmp_path / "x.json"
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("crash")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_check_writable_dir_creates_the_folder_or_names_the_option(tmp_path):
+    assert check_writable_dir(tmp_path / "a" / "b", "results folder", "--results-dir").is_dir()
+    assert list((tmp_path / "a" / "b").iterdir()) == []  # the probe file is gone
+    (tmp_path / "file").write_text("")
+    with pytest.raises(WriteError, match=r"cannot write to the results folder .*/file/r: .*; "
+                                         r"fix its permissions or choose another with "
+                                         r"--results-dir"):
+        check_writable_dir(tmp_path / "file" / "r", "results folder", "--results-dir")
