@@ -11,6 +11,8 @@ from datasets import DatasetError, get_dataset_spec, load_split
 from models import ModelError, load_backbone
 from transfer.arguments import add_feature_arguments, backbone_options
 from transfer.cache import FeatureCache, cached_features
+from transfer.device import DeviceError
+from transfer.precision import check_precision
 from transfer.protonet import EpisodeError, episode_accuracies, mean_and_ci95, sample_episodes
 from transfer.results import result_path, write_result
 
@@ -48,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         image_size = backbone.image_size(args.image_size, spec.default_image_size)
         pool = load_split(args.dataset, "fewshot", args.data_root)
-    except (DatasetError, ModelError) as error:
+        check_precision(args.precision, args.device)
+    except (DatasetError, ModelError, DeviceError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if pool.multilabel:
@@ -67,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         batch_size=args.batch_size,
         device=args.device,
         workers=args.workers,
+        precision=args.precision,
     )
     feature_seconds = time.perf_counter() - start
     print(

@@ -20,12 +20,14 @@ from models import ModelError
 from transfer.arguments import (
     add_backbone_arguments,
     add_location_arguments,
+    add_precision_argument,
     backbone_options,
     default_device,
 )
+from transfer.device import DeviceError, device_argument
 from transfer.distributed import init_distributed, shutdown
 from transfer.finetune import FinetuneError, FinetuneSettings, run_finetune
-from transfer.train import PRECISIONS, TrainError
+from transfer.train import TrainError
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -51,7 +53,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="train on the evaluation transform (no augmentation)")
     parser.add_argument("-n", "--no-norm", action="store_true",
                         help="no ImageNet normalisation (implied for simclr-v1/-v2)")
-    parser.add_argument("--device", default=default_device(), help="cuda or cpu")
+    parser.add_argument("--device", type=device_argument, default=default_device(),
+                        help="cuda, cuda:N or cpu (torchrun: each rank takes cuda:LOCAL_RANK)")
     add_location_arguments(parser)
     add_backbone_arguments(parser)
     parser.add_argument("--lr", type=float, default=None,
@@ -60,8 +63,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="grid weight decay (the optimiser gets wd / lr), with --lr")
     parser.add_argument("--seed", type=int, default=0, help="seed of the head, data order and "
                                                             "augmentation")
-    parser.add_argument("--precision", choices=sorted(PRECISIONS), default="fp32",
-                        help="bf16 runs forward passes under bfloat16 autocast (fast on GPUs)")
+    add_precision_argument(parser, "training and evaluation")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     parser.add_argument("--results-dir", default=None,
                         help="where results/ go (default: $SSL_TRANSFER_RESULTS, else results/)")
@@ -81,10 +83,14 @@ def main(argv: list[str] | None = None) -> int:
         checkpoint_every=args.checkpoint_every, workers=args.workers, data_root=args.data_root,
         models_dir=args.models_dir, results_dir=args.results_dir, progress=not args.no_progress,
         backbone=backbone_options(args))
-    context, device = init_distributed(args.device)
+    try:
+        context, device = init_distributed(args.device)
+    except DeviceError as error:
+        print(f"finetune.py: error: {error}", file=sys.stderr)
+        return 2
     try:
         record = run_finetune(settings, context, device)
-    except (FinetuneError, ModelError, DatasetError, TrainError) as error:
+    except (FinetuneError, ModelError, DatasetError, TrainError, DeviceError) as error:
         print(f"finetune.py: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -10,6 +10,7 @@ from datasets import DatasetError
 from models import ModelError, load_backbone
 from transfer.arguments import add_feature_arguments, backbone_options
 from transfer.cache import FeatureCache, FeatureOptions
+from transfer.device import DeviceError
 from transfer.linear_probe import linear_probe
 from transfer.logreg import LogregError
 from transfer.results import result_path, write_result
@@ -45,12 +46,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="sklearn: the original's scikit-learn fits, on the CPU; torch: the same fits "
         "(scipy's L-BFGS-B repeated in PyTorch, float64) on --device, e.g. a GPU",
     )
-    parser.add_argument(
-        "--precision",
-        choices=("fp32", "bf16"),
-        default="fp32",
-        help="backbone precision of the feature pass",
-    )
     add_feature_arguments(parser)
     return parser.parse_args(argv)
 
@@ -73,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             num_wd=args.wd_values,
             solver=args.solver,
         )
-    except (DatasetError, ModelError, LogregError) as error:
+    except (DatasetError, ModelError, LogregError, DeviceError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     record["arguments"] = vars(args)

@@ -7,6 +7,8 @@ import argparse
 import torch
 
 from models.resolve import POOLS, PREPROCESSES, BackboneOptions
+from transfer.device import device_argument
+from transfer.precision import PRECISIONS
 
 
 def add_location_arguments(parser: argparse.ArgumentParser) -> None:
@@ -99,6 +101,14 @@ def backbone_options(args: argparse.Namespace) -> BackboneOptions:
     )
 
 
+def add_precision_argument(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--precision``: one vocabulary (``transfer.precision``) for every script that runs a
+    backbone; ``what`` names the pass it applies to."""
+    choices = "; ".join(f"{p.name}: {p.help}" for p in PRECISIONS.values())
+    parser.add_argument("--precision", choices=tuple(PRECISIONS), default="fp32",
+                        help=f"precision of {what} ({choices})")
+
+
 def add_feature_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of the protocols that run on cached features (linear.py, few_shot.py, knn.py)."""
     parser.add_argument(
@@ -116,7 +126,10 @@ def add_feature_arguments(parser: argparse.ArgumentParser) -> None:
         help="no ImageNet normalisation (implied for simclr-v1/v2)",
     )
     add_backbone_arguments(parser)
-    parser.add_argument("--device", default=default_device(), help="cuda or cpu")
+    parser.add_argument(
+        "--device", type=device_argument, default=default_device(), help="cuda, cuda:N or cpu"
+    )
+    add_precision_argument(parser, "the feature pass")
     parser.add_argument(
         "-b", "--batch-size", type=int, default=64, help="batch size of the feature pass"
     )

@@ -16,6 +16,7 @@ import torch
 from datasets import Split, get_dataset_spec, load_split
 from models.registry import REPO_ROOT
 from transfer.atomic import atomic_path
+from transfer.device import device_name
 
 
 def default_cache_dir() -> Path:
@@ -51,8 +52,10 @@ class FeatureCache:
         transform_id: str,
         precision: str,
         compute: Callable[[], torch.Tensor],
+        device: str = "",
     ) -> tuple[torch.Tensor, bool]:
-        """``(features, hit)``: the cached tensor, or one computed and stored atomically."""
+        """``(features, hit)``: the cached tensor, or one computed and stored atomically with
+        ``device`` (what computed it, e.g. the GPU's name) recorded beside it."""
         path = self.path(model, split, backbone_identity, transform_id, precision)
         if path.exists():
             try:
@@ -72,6 +75,7 @@ class FeatureCache:
                     "backbone_identity": backbone_identity,
                     "transform_id": transform_id,
                     "precision": precision,
+                    "device": device,
                 },
                 tmp,
             )
@@ -121,6 +125,7 @@ def cached_features(
             precision=precision,
             progress=progress,
         ),
+        device=device_name(device),
     )
 
 

@@ -78,3 +78,23 @@ def test_train_and_val_rows_come_from_the_trainval_pass(tmp_path):
         backbone, small, transform, FeatureCache(tmp_path), workers=0, progress=False
     )
     assert (hit, hit_again) == (False, True)
+
+
+def test_each_precision_is_its_own_cache_entry_and_records_the_device(tmp_path):
+    from transfer.precision import PRECISIONS
+
+    backbone = load_backbone("random")
+    split = _digits(4)
+    transform = build_transform("eval", 8, backbone.normalize)
+    keys = {FeatureCache.key(backbone.identity, split.identity, transform.transform_id, name)
+            for name in PRECISIONS}
+    assert len(keys) == len(PRECISIONS) == 3
+    cache = FeatureCache(tmp_path)
+    for name in PRECISIONS:
+        _, hit = cached_features(backbone, split, transform, cache, workers=0, precision=name,
+                                 progress=False)
+        assert not hit, name  # fp32 features never stand in for tf32 or bf16 ones
+        stored = torch.load(cache.path(backbone.name, split, backbone.identity,
+                                       transform.transform_id, name), weights_only=True)
+        assert (stored["precision"], stored["device"]) == (name, "cpu")
+    assert len(list(tmp_path.rglob("*.pt"))) == 3
