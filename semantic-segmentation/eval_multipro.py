@@ -19,6 +19,7 @@ if str(REPO) not in sys.path:  # run from inside this folder: make `transfer` im
 
 from models.registry import ModelError  # noqa: E402
 from transfer.arguments import add_location_arguments, default_device  # noqa: E402
+from transfer.checkpoint import CheckpointError  # noqa: E402
 from transfer.dense.launch import LaunchError, launch  # noqa: E402
 from transfer.dense.samples import DenseDataError  # noqa: E402
 from transfer.dense.segmentation_task import (  # noqa: E402
@@ -27,6 +28,7 @@ from transfer.dense.segmentation_task import (  # noqa: E402
     load_config,
     load_trained,
 )
+from transfer.device import DeviceError, device_argument  # noqa: E402
 from transfer.distributed import init_distributed, shutdown  # noqa: E402
 from transfer.results import default_results_dir, write_result  # noqa: E402
 
@@ -36,7 +38,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cfg", required=True, metavar="FILE",
                    help="config, e.g. selfsupconfig/byol.yaml")
     p.add_argument("--gpus", default="0", help="CUDA ids, e.g. 0,1 or 0-3 (default: %(default)s)")
-    p.add_argument("--device", default=default_device(), help="cpu, cuda (default: %(default)s)")
+    p.add_argument("--device", type=device_argument, default=default_device(),
+                   help="cpu, cuda or cuda:N (default: %(default)s)")
     add_location_arguments(p)
     p.add_argument("--results-dir", default=None,
                    help="results folder (default: $SSL_TRANSFER_RESULTS, else results/)")
@@ -76,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         load_config(args.cfg, args.opts, args.data_root, args.models_dir)  # fail before spawning
         launch(run, args, args.device, args.gpus)
-    except (ConfigError, DenseDataError, ModelError, LaunchError) as error:
+    except (ConfigError, DenseDataError, ModelError, LaunchError, CheckpointError,
+            DeviceError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

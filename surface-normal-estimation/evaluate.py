@@ -17,6 +17,7 @@ if str(REPO) not in sys.path:  # run from inside this folder: make `transfer` im
 
 from datasets.registry import default_data_root  # noqa: E402
 from transfer.arguments import add_location_arguments, default_device  # noqa: E402
+from transfer.checkpoint import CheckpointError  # noqa: E402
 from transfer.dense.normals import ANGLE_THRESHOLDS, NormalsError  # noqa: E402
 from transfer.dense.normals_task import (  # noqa: E402
     MAX_SIZE,
@@ -26,6 +27,7 @@ from transfer.dense.normals_task import (  # noqa: E402
 )
 from transfer.dense.nyuv2 import FOLDER  # noqa: E402
 from transfer.dense.samples import DenseDataError  # noqa: E402
+from transfer.device import DeviceError, device_argument  # noqa: E402
 from transfer.results import default_results_dir, write_result  # noqa: E402
 
 
@@ -33,7 +35,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--ckpt", required=True, help="checkpoint folder written by train.py")
     add_location_arguments(p)
-    p.add_argument("--device", default=default_device(), help="cpu, cuda (default: %(default)s)")
+    p.add_argument("--device", type=device_argument, default=default_device(),
+                   help="cpu, cuda or cuda:N (default: %(default)s)")
     p.add_argument("--scales", type=int, nargs="+", default=list(TEST_SCALES),
                    help="test short sides; several = multi-scale (default: %(default)s)")
     p.add_argument("--max-size", type=int, default=MAX_SIZE)
@@ -51,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         root = Path(args.data_root or default_data_root()) / FOLDER
         metrics = evaluate_normals(model, root, meta["normalize"], args.device,
                                    tuple(args.scales), args.max_size, workers=args.workers)
-    except (DenseDataError, NormalsError) as error:
+    except (DenseDataError, NormalsError, CheckpointError, DeviceError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     total = state["schedule"]["epoch_iters"] * state["schedule"]["num_epoch"]

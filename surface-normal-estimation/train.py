@@ -20,10 +20,12 @@ if str(REPO) not in sys.path:  # run from inside this folder: make `transfer` im
 from datasets.registry import default_data_root  # noqa: E402
 from models.registry import ModelError  # noqa: E402
 from transfer.arguments import add_location_arguments, default_device  # noqa: E402
+from transfer.checkpoint import CheckpointError  # noqa: E402
 from transfer.dense.launch import LaunchError, launch  # noqa: E402
 from transfer.dense.normals_task import NormalsRecipe, train_normals  # noqa: E402
 from transfer.dense.nyuv2 import FOLDER  # noqa: E402
 from transfer.dense.samples import DenseDataError  # noqa: E402
+from transfer.device import DeviceError, device_argument  # noqa: E402
 from transfer.distributed import init_distributed, shutdown  # noqa: E402
 
 
@@ -34,7 +36,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="common-format checkpoint: a model name (models/<name>.pth) or a .pth path")
     p.add_argument("--ckpt", required=True, help="checkpoint folder (resumed if it holds one)")
     add_location_arguments(p)
-    p.add_argument("--device", default=default_device(), help="cpu, cuda (default: %(default)s)")
+    p.add_argument("--device", type=device_argument, default=default_device(),
+                   help="cpu, cuda or cuda:N (default: %(default)s)")
     p.add_argument("--gpus", default="0", help="CUDA ids, e.g. 0,1 or 0-3 (default: %(default)s)")
     p.add_argument("--epoch-iters", type=int, default=d.epoch_iters)
     p.add_argument("--num-epoch", type=int, default=d.num_epoch)
@@ -71,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         launch(run, args, args.device, args.gpus)
-    except (DenseDataError, ModelError, LaunchError) as error:
+    except (DenseDataError, ModelError, LaunchError, CheckpointError, DeviceError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0
