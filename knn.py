@@ -10,6 +10,7 @@ from datasets import DatasetError
 from models import ModelError, load_backbone
 from transfer.arguments import add_feature_arguments, positive_float, positive_int
 from transfer.cache import FeatureCache, FeatureOptions
+from transfer.device import DeviceError
 from transfer.knn import (
     DEFAULT_KS,
     DEFAULT_TEMPERATURE,
@@ -65,12 +66,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the low-shot sampler")
     parser.add_argument(
-        "--precision",
-        choices=("fp32", "bf16"),
-        default="fp32",
-        help="backbone precision of the feature pass",
-    )
-    parser.add_argument(
         "--query-chunk",
         type=positive_int,
         default=QUERY_CHUNK,
@@ -107,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             query_chunk=args.query_chunk,
             train_chunk=args.train_chunk,
         )
-    except (DatasetError, ModelError, KnnError) as error:
+    except (DatasetError, ModelError, KnnError, DeviceError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     record["arguments"] = vars(args)

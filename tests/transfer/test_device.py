@@ -117,7 +117,7 @@ def test_scripts_refuse_mps_at_the_command_line(script, capsys):
     assert "Apple MPS is not supported" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("script", ["linear.py", "few_shot.py", "finetune.py"])
+@pytest.mark.parametrize("script", ["linear.py", "knn.py", "few_shot.py", "finetune.py"])
 def test_scripts_share_the_precision_vocabulary(script, capsys):
     module = _load(script)
     for name in PRECISIONS:
