@@ -18,6 +18,7 @@ from transfer.arguments import (
 )
 from transfer.cache import FeatureCache, cached_features
 from transfer.errors import TransferError
+from transfer.precision import check_precision
 from transfer.protonet import EpisodeError, episode_accuracies, mean_and_ci95, sample_episodes
 from transfer.results import changed_settings, check_results_dir, result_path, write_result
 
@@ -82,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
     )
     image_size = backbone.image_size(args.image_size, spec.default_image_size)
     pool = load_split(args.dataset, "fewshot", args.data_root)
+    check_precision(args.precision, args.device)
     if pool.multilabel:
         raise EpisodeError(f"{args.dataset} is multi-label; few-shot needs single-label classes")
     cache = FeatureCache(args.cache_dir)
@@ -95,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         device=args.device,
         workers=args.workers,
+        precision=args.precision,
     )
     feature_seconds = time.perf_counter() - start
     print(

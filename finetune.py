@@ -19,14 +19,15 @@ from pathlib import Path
 from transfer.arguments import (
     add_backbone_arguments,
     add_location_arguments,
+    add_precision_argument,
     backbone_options,
     default_device,
 )
+from transfer.device import device_argument
 from transfer.distributed import init_distributed, shutdown
 from transfer.errors import TransferError
 from transfer.finetune import FinetuneSettings, final_result_path, run_finetune
 from transfer.results import check_results_dir
-from transfer.train import PRECISIONS
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -52,7 +53,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="train on the evaluation transform (no augmentation)")
     parser.add_argument("-n", "--no-norm", action="store_true",
                         help="no ImageNet normalisation (implied for simclr-v1/-v2)")
-    parser.add_argument("--device", default=default_device(), help="cuda or cpu")
+    parser.add_argument("--device", type=device_argument, default=default_device(),
+                        help="cuda, cuda:N or cpu (torchrun: each rank takes cuda:LOCAL_RANK)")
     add_location_arguments(parser)
     add_backbone_arguments(parser)
     parser.add_argument("--lr", type=float, default=None,
@@ -61,8 +63,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="grid weight decay (the optimiser gets wd / lr), with --lr")
     parser.add_argument("--seed", type=int, default=0, help="seed of the head, data order and "
                                                             "augmentation")
-    parser.add_argument("--precision", choices=sorted(PRECISIONS), default="fp32",
-                        help="bf16 runs forward passes under bfloat16 autocast (fast on GPUs)")
+    add_precision_argument(parser, "training and evaluation")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     parser.add_argument("--results-dir", default=None,
                         help="where results/ go (default: $SSL_TRANSFER_RESULTS, else results/)")
@@ -91,7 +92,11 @@ def result_files(args: argparse.Namespace, model: str) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     settings = settings_of(args)
-    context, device = init_distributed(args.device)
+    try:
+        context, device = init_distributed(args.device)
+    except TransferError as error:
+        print(f"finetune.py: error: {error}", file=sys.stderr)
+        return 2
     try:
         # before any training: a result that cannot be saved fails now (on every rank, so that
         # none waits for the others in a collective)

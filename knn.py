@@ -88,12 +88,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the low-shot sampler")
     parser.add_argument(
-        "--precision",
-        choices=("fp32", "bf16"),
-        default="fp32",
-        help="backbone precision of the feature pass",
-    )
-    parser.add_argument(
         "--query-chunk",
         type=positive_int,
         default=QUERY_CHUNK,

@@ -64,12 +64,6 @@ def build_parser() -> argparse.ArgumentParser:
         "fits, the paper's protocol; path and batched solve every C to convergence instead, "
         "which is NOT the paper's protocol (another C, another score: see the README)",
     )
-    parser.add_argument(
-        "--precision",
-        choices=("fp32", "bf16"),
-        default="fp32",
-        help="backbone precision of the feature pass",
-    )
     add_feature_arguments(parser)
     return parser
 

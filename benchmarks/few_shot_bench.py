@@ -44,6 +44,58 @@ def original_way(backbone, pool, transform, episodes, count: int, device: str) -
     return np.array(accuracies)
 
 
+def measure(dataset: str = "digits", model: str = "random", image_size: int | None = None,
+            episodes: int = 600, original_episodes: int = 20, n_way: int = 5,
+            n_support: int = 5, n_query: int = 15, device: str = "cpu",
+            data_root: str | None = None, workers: int = 2, pool_size: int | None = None
+            ) -> dict:
+    """Seconds of the original way (scaled to ``episodes``) and of ours (first run, rerun from
+    the cache, the episodes alone), and the accuracies of both. ``pool_size``: only the first
+    images of the pool (a smoke run)."""
+    backbone = load_backbone(model)
+    pool = load_split(dataset, "fewshot", data_root)
+    if pool_size is not None:
+        pool = pool.subset(range(min(pool_size, len(pool))), pool.name)
+    size = image_size or (64 if dataset == "digits" else 224)
+    transform = backbone.transform("fewshot", size)
+    sampled = sample_episodes(pool.targets, n_way, n_support, n_query, episodes, seed=0)
+
+    start = time.perf_counter()
+    original = original_way(backbone, pool, transform, sampled, original_episodes, device)
+    original_s = (time.perf_counter() - start) * episodes / original_episodes
+
+    with tempfile.TemporaryDirectory() as cache_dir:
+        timings = []
+        for _ in range(2):  # first run extracts, the rerun loads the cache
+            start = time.perf_counter()
+            features, _ = cached_features(
+                backbone,
+                pool,
+                transform,
+                FeatureCache(cache_dir),
+                device=device,
+                workers=workers,
+                progress=False,
+            )
+            ours = episode_accuracies(features, sampled, device)
+            timings.append(time.perf_counter() - start)
+    start = time.perf_counter()
+    episode_accuracies(features, sampled, device)
+    episodes_s = time.perf_counter() - start
+    return {
+        "pool": len(pool),
+        "image_size": size,
+        "original_s": original_s,
+        "first_run_s": timings[0],
+        "rerun_s": timings[1],
+        "episodes_s": episodes_s,
+        "original_accuracy": float(original.mean()),
+        "ours_shared_accuracy": float(ours[:original_episodes].mean()),
+        "max_episode_difference": float(np.abs(ours[:original_episodes] - original).max()),
+        "ours_accuracy": float(ours.mean()),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dataset", default="digits")
@@ -58,63 +110,35 @@ def main() -> None:
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
-
-    backbone = load_backbone(args.model)
-    pool = load_split(args.dataset, "fewshot", args.data_root)
-    size = args.image_size or (64 if args.dataset == "digits" else 224)
-    transform = backbone.transform("fewshot", size)
-    episodes = sample_episodes(
-        pool.targets, args.n_way, args.n_support, args.n_query, args.episodes, seed=0
-    )
-
-    start = time.perf_counter()
-    original = original_way(
-        backbone, pool, transform, episodes, args.original_episodes, args.device
-    )
-    original_s = (time.perf_counter() - start) * args.episodes / args.original_episodes
-
-    with tempfile.TemporaryDirectory() as cache_dir:
-        timings = []
-        for _ in range(2):  # first run extracts, the rerun loads the cache
-            start = time.perf_counter()
-            features, _ = cached_features(
-                backbone,
-                pool,
-                transform,
-                FeatureCache(cache_dir),
-                device=args.device,
-                workers=args.workers,
-            )
-            ours = episode_accuracies(features, episodes, args.device)
-            timings.append(time.perf_counter() - start)
-    start = time.perf_counter()
-    episode_accuracies(features, episodes, args.device)
-    episodes_s = time.perf_counter() - start
+    result = measure(args.dataset, args.model, args.image_size, args.episodes,
+                     args.original_episodes, args.n_way, args.n_support, args.n_query,
+                     args.device, args.data_root, args.workers)
 
     device_name = torch.cuda.get_device_name() if args.device == "cuda" else "CPU"
-    agree = np.abs(ours[: args.original_episodes] - original).max()
+    original_s = result["original_s"]
     print(
         f"device: {args.device} ({device_name}), "
-        f"{args.dataset} pool of {len(pool)} images at {size}px, {args.n_way}-way "
-        f"{args.n_support}-shot, {args.episodes} episodes"
+        f"{args.dataset} pool of {result['pool']} images at {result['image_size']}px, "
+        f"{args.n_way}-way {args.n_support}-shot, {args.episodes} episodes"
     )
     print(
         f"original (backbone per episode): {original_s:9.1f} s "
         f"(timed on {args.original_episodes} episodes, scaled)"
     )
     print(
-        f"ours, first run (extract + episodes): {timings[0]:9.1f} s   "
-        f"ratio {original_s / timings[0]:6.1f}x"
+        f"ours, first run (extract + episodes): {result['first_run_s']:9.1f} s   "
+        f"ratio {original_s / result['first_run_s']:6.1f}x"
     )
     print(
-        f"ours, rerun (cache + episodes):       {timings[1]:9.1f} s   "
-        f"ratio {original_s / timings[1]:6.1f}x"
+        f"ours, rerun (cache + episodes):       {result['rerun_s']:9.1f} s   "
+        f"ratio {original_s / result['rerun_s']:6.1f}x"
     )
-    print(f"ours, the {args.episodes} episodes alone: {episodes_s:.3f} s")
+    print(f"ours, the {args.episodes} episodes alone: {result['episodes_s']:.3f} s")
     print(
-        f"accuracy over the shared episodes: original {original.mean():.2f}%, ours "
-        f"{ours[: args.original_episodes].mean():.2f}% (max per-episode difference {agree:.2g}); "
-        f"ours over all {args.episodes}: {ours.mean():.2f}%"
+        f"accuracy over the shared episodes: original {result['original_accuracy']:.2f}%, ours "
+        f"{result['ours_shared_accuracy']:.2f}% (max per-episode difference "
+        f"{result['max_episode_difference']:.2g}); ours over all {args.episodes}: "
+        f"{result['ours_accuracy']:.2f}%"
     )
 
 

@@ -2,9 +2,11 @@
 """Training throughput of the finetuning step: the original recipe against ours, same device.
 
 - original: fp32, contiguous (NCHW) tensors, a blocking host->device copy, and two host syncs per
-  step (``loss.item()`` and the accuracy), as the original finetune.py did;
-- ours: ``transfer.train``'s step: bf16 autocast, channels_last, pinned memory with a
-  non-blocking copy, no per-step sync, and ``torch.compile`` where it works (CUDA by default).
+  step (``loss.item()`` and the accuracy), as the original finetune.py did (torch's default
+  TF32 flags);
+- ours: ``transfer.train.TrainStep``, the step the finetuning loop runs: pinned memory with a
+  non-blocking copy, no per-step sync, and ``torch.compile`` where it works (CUDA by default);
+  once in fp32 (TF32 off) NCHW, once with bf16 autocast and channels_last.
 
 Both train the same ResNet-50 + linear head with SGD (Nesterov, momentum 0.9) and cosine
 annealing on a fixed synthetic batch, so only the step itself is timed (no data loading).
@@ -16,6 +18,7 @@ annealing on a fixed synthetic batch, so only the step itself is timed (no data 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -28,7 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from models import FEATURE_DIM, build_trunk  # noqa: E402
 from transfer.arguments import default_device  # noqa: E402
 from transfer.finetune import FinetuneNet  # noqa: E402
-from transfer.train import correct_count, finetune_loss  # noqa: E402
+from transfer.precision import float32_mode  # noqa: E402
+from transfer.train import TrainConfig, TrainStep  # noqa: E402
 
 NUM_CLASSES = 10
 
@@ -72,40 +76,54 @@ def original_step(device: str):
     return step
 
 
-def our_step(device: str, compile_model: bool):
+def our_step(device: str, compile_model: bool, precision: str = "bf16",
+             channels_last: bool = True):
+    """The finetuning loop's own step (``transfer.train.TrainStep``) on a fixed batch."""
     net, optimizer, scheduler = new_model(device)
-    net.to(memory_format=torch.channels_last)
+    if channels_last:
+        net.to(memory_format=torch.channels_last)
     model = torch.compile(net) if compile_model else net
-    device_type = torch.device(device).type
-    meters = torch.zeros(2, device=device)
-
-    def step(images: torch.Tensor, labels: torch.Tensor) -> None:
-        images = images.to(device, non_blocking=True).contiguous(
-            memory_format=torch.channels_last)
-        labels = labels.to(device, non_blocking=True)
-        with torch.autocast(device_type, dtype=torch.bfloat16):
-            logits = model(images)
-        loss = finetune_loss(logits, labels, len(labels))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        with torch.no_grad():
-            meters.add_(torch.stack([loss.detach(), correct_count(logits.detach(), labels)]))
-
-    return step
+    config = TrainConfig(steps=10_000, lr=0.01, weight_decay=1e-4, precision=precision,
+                         channels_last=channels_last)
+    step = TrainStep(model, optimizer, scheduler, config, device)
+    return lambda images, labels: step(images, labels, len(labels))
 
 
-def images_per_second(step, images, labels, steps: int, warmup: int, device: str) -> float:
-    synchronize = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
-    for _ in range(warmup):
-        step(images, labels)
-    synchronize()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step(images, labels)
-    synchronize()
+def images_per_second(step, images, labels, steps: int, warmup: int, device: str,
+                      precision: str | None = None) -> float:
+    """Images per second of ``step`` after ``warmup`` untimed steps; ``precision``: run inside
+    its float32 mode (None: torch's default flags, as the original ran)."""
+    cuda = torch.device(device).type == "cuda"
+    synchronize = torch.cuda.synchronize if cuda else (lambda: None)
+    with float32_mode(precision) if precision else contextlib.nullcontext():
+        for _ in range(warmup):
+            step(images, labels)
+        synchronize()
+        start = time.perf_counter()
+        for _ in range(steps):
+            step(images, labels)
+        synchronize()
     return steps * len(images) / (time.perf_counter() - start)
+
+
+def measure(device: str, size: int, batch: int, steps: int, warmup: int,
+            compile_model: bool) -> dict[str, float]:
+    """Images/s of the original step and of ours in fp32 NCHW and in bf16 channels_last, on
+    the same synthetic batch."""
+    cuda = torch.device(device).type == "cuda"
+    torch.manual_seed(0)
+    images = torch.randn(batch, 3, size, size)
+    labels = torch.randint(0, NUM_CLASSES, (batch,))
+    if cuda:
+        images, labels = images.pin_memory(), labels.pin_memory()
+    return {
+        "original": images_per_second(original_step(device), images, labels, steps, warmup,
+                                      device),
+        "fp32": images_per_second(our_step(device, compile_model, "fp32", False), images,
+                                  labels, steps, warmup, device, "fp32"),
+        "bf16_channels_last": images_per_second(our_step(device, compile_model), images, labels,
+                                                steps, warmup, device, "bf16"),
+    }
 
 
 def main() -> None:
@@ -116,22 +134,18 @@ def main() -> None:
     steps = args.steps or (30 if cuda else 3)
     warmup = args.warmup or (10 if cuda else 1)
     compile_model = args.compile == "on" or (args.compile == "auto" and cuda)
-    torch.manual_seed(0)
-    images = torch.randn(batch, 3, size, size)
-    labels = torch.randint(0, NUM_CLASSES, (batch,))
-    pinned = images.pin_memory() if cuda else images
     threads = torch.get_num_threads()
     device_name = torch.cuda.get_device_name() if cuda else f"CPU ({threads} threads)"
     print(f"device {device_name}, image {size}px, batch {batch}, {steps} timed steps "
           f"after {warmup} warm-up")
-    original = images_per_second(original_step(args.device), images, labels, steps, warmup,
-                                 args.device)
+    result = measure(args.device, size, batch, steps, warmup, compile_model)
+    original = result["original"]
+    compiled = ", compiled" if compile_model else ""
     print(f"original (fp32, NCHW, sync per step): {original:8.1f} images/s")
-    ours = images_per_second(our_step(args.device, compile_model), pinned, labels, steps, warmup,
-                             args.device)
-    label = "bf16 autocast, channels_last" + (", compiled" if compile_model else "")
-    print(f"ours ({label}): {ours:8.1f} images/s")
-    print(f"ratio ours / original: {ours / original:.2f}x")
+    for key, label in (("fp32", f"fp32 (TF32 off), NCHW{compiled}"),
+                       ("bf16_channels_last", f"bf16 autocast, channels_last{compiled}")):
+        print(f"ours ({label}): {result[key]:8.1f} images/s, "
+              f"ratio ours / original: {result[key] / original:.2f}x")
 
 
 if __name__ == "__main__":

@@ -33,6 +33,13 @@ from models import load_backbone  # noqa: E402
 from transfer.cache import FeatureCache, cached_features, features_of_subset  # noqa: E402
 
 
+def original_loop(model, batches, device) -> None:
+    """The original's feature pass over ``(images, _)`` batches: autograd on, NCHW, a blocking
+    copy of every batch's features to the host."""
+    for images, _ in batches:
+        model(images.to(device)).cpu().detach().numpy()
+
+
 def original_extraction(backbone, splits, transform, batch_size, device, workers) -> float:
     """Seconds to extract train, val, trainval and test the original's way."""
     model = backbone.to(device).eval()
@@ -41,8 +48,7 @@ def original_extraction(backbone, splits, transform, batch_size, device, workers
         loader = DataLoader(
             ImageDataset(splits[name], transform), batch_size=batch_size, num_workers=workers
         )
-        for images, _ in loader:
-            model(images.to(device)).cpu().detach().numpy()  # autograd on, as the original
+        original_loop(model, loader, device)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     return time.perf_counter() - start

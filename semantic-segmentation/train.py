@@ -22,6 +22,7 @@ from transfer.dense.segmentation_task import (  # noqa: E402
     load_config,
     train_segmentation,
 )
+from transfer.device import device_argument  # noqa: E402
 from transfer.distributed import init_distributed, shutdown  # noqa: E402
 from transfer.errors import TransferError  # noqa: E402
 
@@ -31,7 +32,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cfg", required=True, metavar="FILE",
                    help="config, e.g. selfsupconfig/byol.yaml")
     p.add_argument("--gpus", default="0", help="CUDA ids, e.g. 0,1 or 0-3 (default: %(default)s)")
-    p.add_argument("--device", default=default_device(), help="cpu, cuda (default: %(default)s)")
+    p.add_argument("--device", type=device_argument, default=default_device(),
+                   help="cpu, cuda or cuda:N (default: %(default)s)")
     add_location_arguments(p)
     p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE pairs")
     return p.parse_args(argv)

@@ -25,6 +25,7 @@ from transfer.dense.normals_task import (  # noqa: E402
     load_trained,
 )
 from transfer.dense.nyuv2 import FOLDER  # noqa: E402
+from transfer.device import device_argument  # noqa: E402
 from transfer.errors import TransferError  # noqa: E402
 from transfer.results import default_results_dir, write_result  # noqa: E402
 
@@ -33,7 +34,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--ckpt", required=True, help="checkpoint folder written by train.py")
     add_location_arguments(p)
-    p.add_argument("--device", default=default_device(), help="cpu, cuda (default: %(default)s)")
+    p.add_argument("--device", type=device_argument, default=default_device(),
+                   help="cpu, cuda or cuda:N (default: %(default)s)")
     p.add_argument("--scales", type=int, nargs="+", default=list(TEST_SCALES),
                    help="test short sides; several = multi-scale (default: %(default)s)")
     p.add_argument("--max-size", type=int, default=MAX_SIZE)

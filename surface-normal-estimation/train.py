@@ -22,6 +22,7 @@ from transfer.arguments import add_location_arguments, default_device  # noqa: E
 from transfer.dense.launch import launch  # noqa: E402
 from transfer.dense.normals_task import NormalsRecipe, train_normals  # noqa: E402
 from transfer.dense.nyuv2 import FOLDER  # noqa: E402
+from transfer.device import device_argument  # noqa: E402
 from transfer.distributed import init_distributed, shutdown  # noqa: E402
 from transfer.errors import TransferError  # noqa: E402
 
@@ -33,7 +34,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="common-format checkpoint: a model name (models/<name>.pth) or a .pth path")
     p.add_argument("--ckpt", required=True, help="checkpoint folder (resumed if it holds one)")
     add_location_arguments(p)
-    p.add_argument("--device", default=default_device(), help="cpu, cuda (default: %(default)s)")
+    p.add_argument("--device", type=device_argument, default=default_device(),
+                   help="cpu, cuda or cuda:N (default: %(default)s)")
     p.add_argument("--gpus", default="0", help="CUDA ids, e.g. 0,1 or 0-3 (default: %(default)s)")
     p.add_argument("--epoch-iters", type=int, default=d.epoch_iters)
     p.add_argument("--num-epoch", type=int, default=d.num_epoch)

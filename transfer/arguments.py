@@ -8,6 +8,8 @@ from collections.abc import Callable
 import torch
 
 from models.resolve import POOLS, PREPROCESSES, BackboneOptions
+from transfer.device import device_argument
+from transfer.precision import PRECISIONS
 
 
 def int_at_least(minimum: int) -> Callable[[str], int]:
@@ -112,6 +114,14 @@ def backbone_options(args: argparse.Namespace) -> BackboneOptions:
     )
 
 
+def add_precision_argument(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--precision``: one vocabulary (``transfer.precision``) for every script that runs a
+    backbone; ``what`` names the pass it applies to."""
+    choices = "; ".join(f"{p.name}: {p.help}" for p in PRECISIONS.values())
+    parser.add_argument("--precision", choices=tuple(PRECISIONS), default="fp32",
+                        help=f"precision of {what} ({choices})")
+
+
 def add_feature_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of the protocols that run on cached features (linear.py, few_shot.py, knn.py)."""
     parser.add_argument(
@@ -129,7 +139,10 @@ def add_feature_arguments(parser: argparse.ArgumentParser) -> None:
         help="no ImageNet normalisation (implied for simclr-v1/v2)",
     )
     add_backbone_arguments(parser)
-    parser.add_argument("--device", default=default_device(), help="cuda or cpu")
+    parser.add_argument(
+        "--device", type=device_argument, default=default_device(), help="cuda, cuda:N or cpu"
+    )
+    add_precision_argument(parser, "the feature pass")
     parser.add_argument(
         "-b", "--batch-size", type=positive_int, default=64, help="batch size of the feature pass"
     )

@@ -19,6 +19,7 @@ from datasets import Split, get_dataset_spec, load_split
 from models.backbone import torch_load_failure
 from models.registry import REPO_ROOT
 from transfer.atomic import WriteError, atomic_path, check_writable_dir
+from transfer.device import device_name
 
 
 def default_cache_dir() -> Path:
@@ -56,8 +57,10 @@ class FeatureCache:
         transform_id: str,
         precision: str,
         compute: Callable[[], torch.Tensor],
+        device: str = "",
     ) -> tuple[torch.Tensor, bool]:
-        """``(features, hit)``: the cached tensor, or one computed and stored atomically.
+        """``(features, hit)``: the cached tensor, or one computed and stored atomically with
+        ``device`` (what computed it, e.g. the GPU's name) recorded beside it.
 
         Runs that want the same entry at once take turns (a lock per entry): the first computes
         it, the others wait and load it.
@@ -78,6 +81,7 @@ class FeatureCache:
                             "backbone_identity": backbone_identity,
                             "transform_id": transform_id,
                             "precision": precision,
+                            "device": device,
                         },
                         tmp,
                     )
@@ -172,6 +176,7 @@ def cached_features(
             precision=precision,
             progress=progress,
         ),
+        device=device_name(device),
     )
 
 

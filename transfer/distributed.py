@@ -14,6 +14,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from transfer.device import use_device
+
 
 @dataclass(frozen=True)
 class Distributed:
@@ -44,13 +46,14 @@ def init_distributed(device: str, init_method: str | None = None, rank: int | No
     """
     world_size = int(os.environ.get("WORLD_SIZE", "1")) if world_size is None else world_size
     if world_size <= 1:
+        use_device(device)
         return Distributed(), device
     rank = int(os.environ.get("RANK", "0")) if rank is None else rank
     local_rank = int(os.environ.get("LOCAL_RANK", str(rank)))
-    device_type = torch.device(device).type
+    device_type = use_device(device).type
     if device_type == "cuda":
-        torch.cuda.set_device(local_rank)
         device = f"cuda:{local_rank}"
+        use_device(device)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device_type == "cuda" else "gloo",
                                 init_method=init_method, rank=rank, world_size=world_size)
@@ -75,8 +78,7 @@ def gather_rows(rows: torch.Tensor, n: int, context: Distributed) -> torch.Tenso
     per_rank = -(-n // context.world_size)
     padded = rows.new_zeros((per_rank, *rows.shape[1:]))
     padded[: len(rows)] = rows
-    backend_device = "cuda" if dist.get_backend() == "nccl" else "cpu"
-    padded = padded.to(backend_device)
+    padded = padded.to(collective_device(padded))
     parts = [torch.empty_like(padded) for _ in range(context.world_size)]
     dist.all_gather(parts, padded)
     pieces = []
@@ -86,11 +88,36 @@ def gather_rows(rows: torch.Tensor, n: int, context: Distributed) -> torch.Tenso
     return torch.cat(pieces)
 
 
+def collective_device(tensor: torch.Tensor) -> torch.device:
+    """Where ``tensor`` must be for the default group's collectives: where it is if the group
+    has a backend for that device type, else on the one device type it has a backend for (NCCL:
+    the current CUDA device; a CPU tensor reduced through NCCL fails with "No backend type
+    associated with device type cpu")."""
+    types = [entry.split(":")[0] for entry in dist.get_backend_config().split(",")]
+    if tensor.device.type in types:
+        return tensor.device
+    return torch.device(types[0])
+
+
 def all_reduce_sum(values: torch.Tensor, context: Distributed) -> torch.Tensor:
-    """Element-wise sum over ranks (in place, returned for convenience)."""
+    """Element-wise sum over ranks (in place, returned for convenience), through the group's
+    device if ``values`` lives elsewhere."""
     if context.enabled:
-        dist.all_reduce(values, op=dist.ReduceOp.SUM)
+        reduced = values.to(collective_device(values))
+        dist.all_reduce(reduced, op=dist.ReduceOp.SUM)
+        if reduced is not values:
+            values.copy_(reduced)
     return values
+
+
+def gather_objects(obj: Any, context: Distributed) -> list[Any]:
+    """Every rank's ``obj`` in rank order on rank 0 (``[obj]`` for a single process; other ranks
+    get an empty list)."""
+    if not context.enabled:
+        return [obj]
+    gathered = [None] * context.world_size if context.is_main else None
+    dist.gather_object(obj, gathered, dst=0)
+    return gathered if context.is_main else []
 
 
 def broadcast_object(obj: Any, context: Distributed) -> Any:

@@ -1,17 +1,19 @@
-"""Run a backbone over a split once: batched, workers, channels_last, no autograd."""
+"""Run a backbone over a split once: batched, workers, channels_last, no autograd, and no host
+sync per batch (features land in a pinned host buffer through non-blocking copies; one sync at
+the end)."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from datasets import ImageDataset, Split
-
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
+from transfer.device import use_device
+from transfer.precision import autocast, check_precision, float32_mode
 
 
 def extract_features(
@@ -27,10 +29,12 @@ def extract_features(
     """Return the (n, backbone.feature_dim) float32 features of ``split`` on the CPU, in the
     split's order.
 
-    ``precision="bf16"`` runs the backbone under bfloat16 autocast (the features are still
-    returned as float32); the cache keys on it, so the two are never mixed.
+    ``precision`` is one of ``transfer.precision.PRECISIONS`` (fp32: TF32 off; tf32; bf16
+    autocast, the features still returned as float32); the cache keys on it, so they are never
+    mixed.
     """
-    device_type = torch.device(device).type
+    device_type = use_device(device).type
+    check_precision(precision, device)
     loader = DataLoader(
         ImageDataset(split, transform),
         batch_size=batch_size,
@@ -39,24 +43,41 @@ def extract_features(
         pin_memory=device_type == "cuda",
         persistent_workers=False,
     )
+    return backbone_features(backbone, loader, len(split), device, precision, progress,
+                             desc=f"features {split.dataset}/{split.name}")
+
+
+def backbone_features(
+    backbone: torch.nn.Module,
+    loader: Iterable,
+    n: int,
+    device: str = "cpu",
+    precision: str = "fp32",
+    progress: bool = True,
+    desc: str = "features",
+) -> torch.Tensor:
+    """The (n, backbone.feature_dim) float32 features on the CPU of the ``(images, _)`` batches
+    of ``loader``, in order. Each batch's features are copied without waiting into a pinned host
+    buffer; the device is synchronised once, at the end."""
+    device_type = torch.device(device).type
     model = backbone.to(device).to(memory_format=torch.channels_last).eval()
-    features = torch.empty(len(split), backbone.feature_dim, dtype=torch.float32)
-    autocast = torch.autocast(device_type, dtype=PRECISIONS[precision], enabled=precision != "fp32")
-    start, done = time.perf_counter(), 0
-    bar = tqdm(
-        total=len(split),
-        desc=f"features {split.dataset}/{split.name}",
-        unit="img",
-        disable=not progress,
+    features = torch.empty(
+        n, backbone.feature_dim, dtype=torch.float32, pin_memory=device_type == "cuda"
     )
-    with torch.inference_mode(), autocast, bar:
+    start, done = time.perf_counter(), 0
+    bar = tqdm(total=n, desc=desc, unit="img", disable=not progress)
+    with torch.inference_mode(), float32_mode(precision), autocast(precision, device), bar:
         for images, _ in loader:
             images = images.to(device, non_blocking=True).contiguous(
                 memory_format=torch.channels_last
             )
             out = model(images)
-            features[done : done + len(out)] = out.float().cpu()
+            features[done : done + len(out)].copy_(out.float(), non_blocking=True)
             done += len(out)
             bar.update(len(out))
             bar.set_postfix(img_per_s=f"{done / (time.perf_counter() - start):.1f}")
+    if device_type == "cuda":
+        torch.cuda.synchronize(device)
+    if done != n:
+        raise ValueError(f"{desc}: the loader gave {done} images, expected {n}")
     return features

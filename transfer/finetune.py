@@ -32,6 +32,7 @@ from transfer.results import read_result, result_path, software_versions, write_
 from transfer.train import (
     TrainConfig,
     TrainStats,
+    eval_batch_size,
     make_eval_loader,
     make_train_loader,
     predict,
@@ -180,9 +181,9 @@ class _Run:
         evaluation = load_split(self.spec.name, eval_split, s.data_root)
         train_loader = make_train_loader(ImageDataset(train, self.train_transform), s.batch_size,
                                          s.seed, self.context, s.workers, self.device)
-        # no activations are kept for a backward pass, so evaluation affords twice the batch
         eval_loader = make_eval_loader(ImageDataset(evaluation, self.eval_transform),
-                                       2 * s.batch_size, self.context, s.workers, self.device)
+                                       eval_batch_size(s.batch_size, self.context.world_size),
+                                       self.context, s.workers, self.device)
         return train_loader, eval_loader, evaluation.targets
 
     def new_net(self) -> nn.Module:

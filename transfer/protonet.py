@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from transfer.device import parse_device
 from transfer.errors import TransferError
 
 
@@ -69,7 +70,7 @@ def episode_accuracies(
 ) -> np.ndarray:
     """Accuracy (percent) on the queries of every episode: prototype = mean support feature,
     score = -squared Euclidean distance. Episodes are batched ``chunk`` at a time."""
-    features = features.to(device)
+    features = features.to(parse_device(device))
     n_way, n_query = episodes.query.shape[1:]
     truth = torch.arange(n_way, device=device).repeat_interleave(n_query)
     accuracies = []

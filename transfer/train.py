@@ -11,7 +11,8 @@ What makes it fast and resumable without changing the recipe:
 - every rank's loss is scaled so that DistributedDataParallel's gradient average equals the
   gradient of the mean loss over the whole global batch (the single-process recipe);
 - channels_last, optional bf16 autocast and ``torch.compile``, pinned memory and non-blocking
-  copies, persistent DataLoader workers, and no host sync except every ``LOG_EVERY`` steps.
+  copies, persistent DataLoader workers, and no host sync except every ``LOG_EVERY`` steps;
+- ``fp32`` runs with TF32 off (``transfer.precision``): the CPU's numbers on any GPU.
 """
 
 from __future__ import annotations
@@ -28,21 +29,20 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
-from transfer.atomic import atomic_path
+from transfer.checkpoint import load_checkpoint, save_checkpoint
+from transfer.device import use_device
 from transfer.distributed import (
     SINGLE_PROCESS,
     Distributed,
     all_reduce_sum,
-    broadcast_object,
     gather_rows,
     shard_bounds,
 )
 from transfer.errors import TransferError
+from transfer.precision import autocast, check_precision, float32_mode
 
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 MOMENTUM = 0.9
 LOG_EVERY = 10  # steps between host syncs for the progress bar
-CHECKPOINT_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -165,8 +165,16 @@ def make_train_loader(dataset: Dataset, batch_size: int, seed: int, context: Dis
                       workers: int, device: str) -> DataLoader:
     """A reusable step-based loader over ``dataset``; ``train_steps`` sets the step range."""
     sampler = StepBatchSampler(len(dataset), batch_size, seed, context)
-    return DataLoader(SeededSamples(dataset), batch_sampler=sampler,
+    # a generator of its own: starting an epoch never draws from torch's global RNG, which a
+    # checkpoint restores (the samples' augmentation is seeded by SeededSamples)
+    return DataLoader(SeededSamples(dataset), batch_sampler=sampler, generator=torch.Generator(),
                       **_loader_options(workers, device))
+
+
+def eval_batch_size(batch_size: int, world_size: int) -> int:
+    """Per-rank evaluation batch: twice the per-rank training batch (no activations are kept
+    for a backward pass), so evaluation needs no more memory per GPU than training."""
+    return 2 * -(-batch_size // world_size)
 
 
 def make_eval_loader(dataset: Dataset, batch_size: int, context: Distributed, workers: int,
@@ -203,28 +211,35 @@ def correct_count(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return (logits.argmax(dim=1) == targets).sum().float()
 
 
-def load_checkpoint(path: Path | None, recipe: dict, context: Distributed,
-                    log=print) -> dict | None:
-    """Rank 0 reads ``path`` (if it exists and was made by the same recipe) and every rank gets
-    it; an unreadable or foreign checkpoint is reported and ignored (training restarts)."""
-    state = None
-    if context.is_main and path is not None and path.exists():
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:  # a foreign or damaged file: start the point again
-            log(f"ignoring unreadable checkpoint {path} ({type(error).__name__})")
-            state = None
-        if state is not None and (state.get("version") != CHECKPOINT_VERSION
-                                  or state.get("recipe") != recipe):
-            log(f"ignoring checkpoint {path}: it was made with another recipe")
-            state = None
-    return broadcast_object(state, context)
+class TrainStep:
+    """One step of the recipe on a batch: forward (autocast per ``config.precision``), the
+    global-batch loss, SGD and the scheduler, and the running sums (loss, correct, samples) kept
+    on the device, so a step never waits for the GPU. ``train_steps`` runs it over the loader;
+    ``benchmarks/finetune_bench.py`` times it on a fixed batch. Call it inside
+    ``float32_mode(config.precision)``."""
 
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler,
+                 config: TrainConfig, device: str, world_size: int = 1) -> None:
+        self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
+        self.config, self.device, self.world_size = config, device, world_size
+        self.meters = torch.zeros(3, dtype=torch.float64, device=device)
 
-def save_checkpoint(path: Path, state: dict) -> None:
-    """``torch.save`` through a temporary file, so Ctrl-C never leaves a half-written one."""
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    def __call__(self, images: torch.Tensor, targets: torch.Tensor, global_count: int) -> None:
+        images = images.to(self.device, non_blocking=True)
+        if self.config.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        targets = targets.to(self.device, non_blocking=True)
+        with autocast(self.config.precision, self.device):
+            logits = self.model(images)
+        loss = finetune_loss(logits, targets, global_count, self.world_size)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        with torch.no_grad():  # Python numbers enter as kernel arguments: no host-device copy
+            self.meters[0] += loss.detach().double() * (global_count / self.world_size)
+            self.meters[1] += correct_count(logits.detach(), targets).double()
+            self.meters[2] += len(targets)
 
 
 def train_steps(net: nn.Module, loader: DataLoader, config: TrainConfig, device: str,
@@ -233,9 +248,7 @@ def train_steps(net: nn.Module, loader: DataLoader, config: TrainConfig, device:
     """Train ``net`` (already on ``device``, BN in train mode) for ``config.steps`` steps of
     ``loader`` (from ``make_train_loader``), resuming from ``checkpoint`` when it holds a state
     of the same recipe and saving one every ``config.checkpoint_every`` steps (rank 0)."""
-    if config.precision not in PRECISIONS:
-        raise TrainError(f"unknown precision {config.precision!r}; expected one of "
-                         f"{', '.join(PRECISIONS)}")
+    check_precision(config.precision, use_device(device))
     sampler: StepBatchSampler = loader.batch_sampler
     device_type = torch.device(device).type
     if config.channels_last:
@@ -243,21 +256,14 @@ def train_steps(net: nn.Module, loader: DataLoader, config: TrainConfig, device:
     optimizer = torch.optim.SGD(net.parameters(), lr=config.lr, momentum=MOMENTUM, nesterov=True,
                                 weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.steps)
-    # running sums (loss, correct, samples) on the device: no host sync per step
-    meters = torch.zeros(3, dtype=torch.float64, device=device)
     start = 0
     recipe = config.recipe()
-    state = load_checkpoint(checkpoint, recipe, context, log)
+    state = load_checkpoint(checkpoint, {"recipe": recipe}, context, strict=False, log=log)
     if state is not None:
         net.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start = int(state["step"])
-        if context.is_main:  # the saved sums are global; the other ranks add their own from now
-            meters += state["meters"].to(device)
-        torch.set_rng_state(state["rng"]["torch"])
-        if device_type == "cuda" and "cuda" in state["rng"]:
-            torch.cuda.set_rng_state(state["rng"]["cuda"])
         if context.is_main:
             log(f"{desc}: resuming from step {start} of {config.steps} ({checkpoint})")
     model: nn.Module = net
@@ -266,53 +272,40 @@ def train_steps(net: nn.Module, loader: DataLoader, config: TrainConfig, device:
             net, device_ids=[torch.device(device).index] if device_type == "cuda" else None)
     if config.compile:
         model = torch.compile(model)
+    step_once = TrainStep(model, optimizer, scheduler, config, device, context.world_size)
+    meters = step_once.meters
+    if state is not None and context.is_main:
+        # the saved sums are global; the other ranks add their own from now on
+        meters += state["meters"].to(device)
     net.train()
-    autocast = torch.autocast(device_type, dtype=PRECISIONS[config.precision],
-                              enabled=config.precision != "fp32")
     sampler.start_step, sampler.stop_step = start, config.steps
     bar = tqdm(total=config.steps, initial=start, desc=desc, unit="step",
                disable=not (progress and context.is_main))
     images_seen, began = 0, time.perf_counter()
     step = start
     try:
-        for images, targets in loader:
-            images = images.to(device, non_blocking=True)
-            if config.channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            targets = targets.to(device, non_blocking=True)
-            global_count = sampler.global_batch_size(step)
-            with autocast:
-                logits = model(images)
-            loss = finetune_loss(logits, targets, global_count, context.world_size)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            step += 1
-            images_seen += global_count
-            with torch.no_grad():
-                meters += torch.stack([loss.detach().double() * global_count / context.world_size,
-                                       correct_count(logits.detach(), targets).double(),
-                                       meters.new_tensor(float(len(targets)))])
-            bar.update(1)
-            if context.is_main and progress and (step % LOG_EVERY == 0 or step == config.steps):
-                loss_sum, correct, count = meters.tolist()
-                elapsed = time.perf_counter() - began
-                bar.set_postfix(loss=f"{loss_sum / max(count, 1):.4f}",
-                                acc=f"{100 * correct / max(count, 1):.2f}",
-                                lr=f"{scheduler.get_last_lr()[0]:.2e}",
-                                img_s=f"{images_seen / elapsed:.1f}")
-            if (config.checkpoint_every and checkpoint is not None and step < config.steps
-                    and step % config.checkpoint_every == 0):
-                totals = all_reduce_sum(meters.clone(), context)
-                if context.is_main:
-                    rng = {"torch": torch.get_rng_state()}
-                    if device_type == "cuda":
-                        rng["cuda"] = torch.cuda.get_rng_state()
+        with float32_mode(config.precision):
+            for images, targets in loader:
+                global_count = sampler.global_batch_size(step)
+                step_once(images, targets, global_count)
+                step += 1
+                images_seen += global_count
+                bar.update(1)
+                if (context.is_main and progress
+                        and (step % LOG_EVERY == 0 or step == config.steps)):
+                    loss_sum, correct, count = meters.tolist()
+                    elapsed = time.perf_counter() - began
+                    bar.set_postfix(loss=f"{loss_sum / max(count, 1):.4f}",
+                                    acc=f"{100 * correct / max(count, 1):.2f}",
+                                    lr=f"{scheduler.get_last_lr()[0]:.2e}",
+                                    img_s=f"{images_seen / elapsed:.1f}")
+                if (config.checkpoint_every and checkpoint is not None and step < config.steps
+                        and step % config.checkpoint_every == 0):
+                    totals = all_reduce_sum(meters.clone(), context)
                     save_checkpoint(checkpoint, {
-                        "version": CHECKPOINT_VERSION, "recipe": recipe, "step": step,
-                        "model": net.state_dict(), "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(), "meters": totals.cpu(), "rng": rng})
+                        "recipe": recipe, "step": step, "model": net.state_dict(),
+                        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                        "meters": totals.cpu()}, context)
     finally:
         bar.close()
     if step != config.steps:
@@ -333,13 +326,11 @@ def predict(net: nn.Module, loader: DataLoader, n: int, device: str,
             ) -> torch.Tensor:
     """(n, classes) float32 logits on the CPU in dataset order, BN in eval mode, gathered over
     the ranks of ``loader`` (from ``make_eval_loader``)."""
-    device_type = torch.device(device).type
+    check_precision(precision, use_device(device))
     was_training = net.training
     net.eval()
-    autocast = torch.autocast(device_type, dtype=PRECISIONS[precision],
-                              enabled=precision != "fp32")
     outputs = []
-    with autocast:
+    with float32_mode(precision), autocast(precision, device):
         for images, _ in tqdm(loader, desc=desc, unit="batch",
                               disable=not (progress and context.is_main), leave=False):
             images = images.to(device, non_blocking=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,29 @@ def test_shell_scripts_show_usage() -> None:
         done = subprocess.run(["bash", str(REPO / FOLDER / "scripts" / script)],
                               capture_output=True, text=True)
         assert done.returncode == 2 and "usage:" in done.stderr
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two GPUs")
+def test_two_gpus_train_checkpoint_and_resume(scripts, tmp_path: Path) -> None:
+    """The multi-GPU path (one process per GPU, NCCL): its checkpoints hold both ranks'
+    generators, and a rerun resumes from them."""
+    data = tmp_path / "data"
+    make_nyuv2(data, n_train=4, n_test=2, size=(40, 32))
+    weights = tmp_path / "models" / "byol.pth"
+    write_common_checkpoint(weights)
+    assert scripts["prepare_nyuv2"].main(["--data-root", str(data)]) == 0
+    ckpt = tmp_path / "ckpt"
+    command = [sys.executable, str(REPO / FOLDER / "train.py"), "--weights", str(weights),
+               "--ckpt", str(ckpt), "--data-root", str(data), "--epoch-iters", "1",
+               "--device", "cuda", "--gpus", "0,1", "--scales", "32", "40", "--max-size", "48",
+               "--workers", "0"]
+    for epochs in ("1", "2"):
+        done = subprocess.run([*command, "--num-epoch", epochs], cwd=REPO, capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+    assert "resuming from" in done.stdout
+    state = torch.load(ckpt / "epoch_2.pth", weights_only=True)
+    assert state["iteration"] == 2 and state["meta"]["world_size"] == 2
+    assert len(state["rng"]) == 2 and torch.isfinite(torch.tensor(state["loss"]))
+    assert not torch.equal(state["rng"][0]["cuda"], state["rng"][1]["cuda"])

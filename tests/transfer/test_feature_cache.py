@@ -140,3 +140,23 @@ def test_an_unwritable_cache_folder_fails_before_any_work(tmp_path):
     with pytest.raises(WriteError, match=r"cannot write to the feature cache .*file/cache.*"
                                          r"--cache-dir"):
         FeatureCache(tmp_path / "file" / "cache")
+
+
+def test_each_precision_is_its_own_cache_entry_and_records_the_device(tmp_path):
+    from transfer.precision import PRECISIONS
+
+    backbone = load_backbone("random")
+    split = _digits(4)
+    transform = build_transform("eval", 8, backbone.normalize)
+    keys = {FeatureCache.key(backbone.identity, split.identity, transform.transform_id, name)
+            for name in PRECISIONS}
+    assert len(keys) == len(PRECISIONS) == 3
+    cache = FeatureCache(tmp_path)
+    for name in PRECISIONS:
+        _, hit = cached_features(backbone, split, transform, cache, workers=0, precision=name,
+                                 progress=False)
+        assert not hit, name  # fp32 features never stand in for tf32 or bf16 ones
+        stored = torch.load(cache.path(backbone.name, split, backbone.identity,
+                                       transform.transform_id, name), weights_only=True)
+        assert (stored["precision"], stored["device"]) == (name, "cpu")
+    assert len(list(tmp_path.rglob("*.pt"))) == 3

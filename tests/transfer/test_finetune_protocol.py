@@ -102,8 +102,8 @@ def test_search_retrain_records_and_resumption(tmp_path, monkeypatch):
     # interrupted (Ctrl-C right after the step-1 checkpoint of the first point), then resumed
     real_save = train_module.save_checkpoint
 
-    def save_then_interrupt(path, state):
-        real_save(path, state)
+    def save_then_interrupt(path, state, context):
+        real_save(path, state, context)
         raise KeyboardInterrupt
 
     monkeypatch.setattr(train_module, "save_checkpoint", save_then_interrupt)

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from datasets import ImageDataset, build_transform, load_split
+from tests.fixtures.host_syncs import count_host_syncs
 from transfer import train as train_module
 from transfer.distributed import Distributed
 from transfer.train import (
@@ -138,8 +139,8 @@ def test_interrupted_training_resumes_exactly(tmp_path, monkeypatch):
     checkpoint = tmp_path / "ckpt" / "point.pt"
     real_save = train_module.save_checkpoint
 
-    def save_then_interrupt(path, state):
-        real_save(path, state)
+    def save_then_interrupt(path, state, context):
+        real_save(path, state, context)
         if state["step"] == 4:
             raise KeyboardInterrupt
 
@@ -169,7 +170,8 @@ def test_interrupted_training_resumes_exactly(tmp_path, monkeypatch):
     fresh = train_steps(tiny_net(batch_norm=True),
                         make_train_loader(dataset, 16, 0, Distributed(), 0, "cpu"), other, "cpu",
                         checkpoint=checkpoint, progress=False, log=messages.append)
-    assert fresh.resumed_from == 0 and any("another recipe" in m for m in messages)
+    assert fresh.resumed_from == 0
+    assert any("written by another run (recipe.lr differ)" in m for m in messages), messages
 
 
 def test_predict_returns_eval_mode_logits_in_dataset_order():
@@ -187,3 +189,97 @@ def test_predict_returns_eval_mode_logits_in_dataset_order():
         expected = net.eval()(images)
     assert logits.shape == (597, 10)
     torch.testing.assert_close(logits, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_a_training_step_never_waits_for_the_device():
+    """What a GPU would wait for, counted on the CPU (tests/fixtures/host_syncs.py): none in a
+    step, and in the loop only the progress bar's read every LOG_EVERY steps and the final
+    sums."""
+    dataset = digits("train")
+    steps = 2 * train_module.LOG_EVERY
+    config = TrainConfig(steps=steps, lr=0.1, weight_decay=1e-4, batch_size=8,
+                         channels_last=False)
+    net = tiny_net(batch_norm=True)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, nesterov=True)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+    step = train_module.TrainStep(net, optimizer, scheduler, config, "cpu")
+    images = torch.stack([dataset[i][0] for i in range(8)])
+    labels = torch.stack([dataset[i][1] for i in range(8)])
+    with count_host_syncs() as syncs:
+        step(images, labels, 8)
+        step(images, labels, 8)
+    assert syncs.calls == []
+    assert step.meters[2].item() == 16  # the sample count was kept on the device
+
+    loader = make_train_loader(dataset, 8, 0, Distributed(), 0, "cpu")
+    net = tiny_net(batch_norm=True)
+    with count_host_syncs() as syncs:
+        train_steps(net, loader, config, "cpu", progress=True)
+    assert len(syncs) <= steps // train_module.LOG_EVERY + 1, syncs.calls
+
+
+def test_fp32_trains_with_tf32_off_and_tf32_with_it_on():
+    seen = []
+
+    class Spy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = tiny_net()
+
+        def forward(self, images):
+            seen.append((torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32))
+            return self.net(images)
+
+    before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    try:
+        dataset = digits("train")
+        for precision, expected in (("fp32", (False, False)), ("tf32", (True, True))):
+            seen.clear()
+            config = TrainConfig(steps=2, lr=0.1, weight_decay=0.0, batch_size=8,
+                                 precision=precision, channels_last=False)
+            net = Spy()
+            train_steps(net, make_train_loader(dataset, 8, 0, Distributed(), 0, "cpu"), config,
+                        "cpu", progress=False)
+            predict(net, make_eval_loader(digits("test"), 300, Distributed(), 0, "cpu"), 597,
+                    "cpu", precision=precision, channels_last=False, progress=False)
+            assert seen == [expected] * 4, precision  # two steps, two eval batches
+            # restored afterwards
+            assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == (
+                True, True)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+
+
+def test_eval_batch_is_twice_the_per_rank_training_batch():
+    assert train_module.eval_batch_size(64, 1) == 128
+    assert train_module.eval_batch_size(64, 4) == 32
+    assert train_module.eval_batch_size(10, 4) == 6  # ranks train on ceil(10 / 4) images
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_a_cuda_training_step_does_not_synchronise(precision):
+    """On the GPU itself: torch's sync debug mode turns any implicit host sync into an error."""
+    from transfer.precision import bf16_supported, float32_mode
+
+    if precision == "bf16" and not bf16_supported("cuda"):
+        pytest.skip("no native bf16 on this GPU")
+    dataset = digits("train")
+    net = tiny_net(batch_norm=True).cuda().to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, nesterov=True)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=10)
+    config = TrainConfig(steps=10, lr=0.1, weight_decay=0.0, batch_size=8, precision=precision)
+    step = train_module.TrainStep(net, optimizer, scheduler, config, "cuda")
+    images = torch.stack([dataset[i][0] for i in range(8)]).pin_memory()
+    labels = torch.stack([dataset[i][1] for i in range(8)]).pin_memory()
+    with float32_mode(precision):
+        step(images, labels, 8)  # first step: allocations, cuDNN's choices
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            for _ in range(3):
+                step(images, labels, 8)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    assert step.meters[2].item() == 32

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from models.backbone import Backbone
+from transfer.checkpoint import read_checkpoint
 from transfer.dense.decoders import PPM, DenseModel, class_probabilities
 from transfer.dense.encoder import ResNetStages, load_encoder
 from transfer.dense.normals import (
@@ -30,13 +31,7 @@ from transfer.dense.normals import (
 )
 from transfer.dense.nyuv2 import read_split
 from transfer.dense.samples import DenseDataError, EvalImages, Geometry, TrainBatches
-from transfer.dense.train_loop import (
-    SINGLE_PROCESS,
-    Schedule,
-    latest_checkpoint,
-    read_checkpoint,
-    train_dense,
-)
+from transfer.dense.train_loop import SINGLE_PROCESS, Schedule, latest_checkpoint, train_dense
 from transfer.distributed import Distributed
 
 TRAIN_SCALES = (300, 375, 450, 525, 600)
@@ -88,7 +83,8 @@ def train_normals(weights: str | Path, ckpt_dir: str | Path, nyu_root: str | Pat
     meta = {"task": "normals", "model": backbone.name, "normalize": backbone.normalize,
             "weights_identity": backbone.identity, "recipe": asdict(recipe),
             "world_size": context.world_size}
-    return train_dense(model, dataset, schedule, ckpt_dir, meta, device, context, workers)
+    return train_dense(model, dataset, schedule, ckpt_dir, meta, device, context, workers,
+                       seed=recipe.seed)
 
 
 def load_trained(ckpt_dir: str | Path) -> tuple[DenseModel, dict[str, Any]]:

@@ -25,12 +25,13 @@ from tqdm import tqdm
 from datasets.registry import default_data_root
 from models.backbone import Backbone
 from models.registry import REPO_ROOT, default_models_dir
+from transfer.checkpoint import read_checkpoint
 from transfer.dense.ade20k import read_odgt
 from transfer.dense.decoders import DenseModel, UPerNet, class_probabilities
 from transfer.dense.encoder import ResNetStages, load_encoder
 from transfer.dense.samples import DenseDataError, EvalImages, Geometry, TrainBatches
 from transfer.dense.segmentation_metrics import confusion_matrix, segmentation_scores
-from transfer.dense.train_loop import SINGLE_PROCESS, Schedule, read_checkpoint, train_dense
+from transfer.dense.train_loop import SINGLE_PROCESS, Schedule, train_dense
 from transfer.distributed import Distributed, all_reduce_sum, shard_bounds
 from transfer.errors import TransferError
 
@@ -199,7 +200,7 @@ def train_segmentation(config: dict[str, Any], device: str,
     return train_dense(model, dataset, schedule_of(config), config["DIR"], meta, device, context,
                        int(t["workers"]), {"encoder": float(t["lr_encoder"]),
                                            "decoder": float(t["lr_decoder"])},
-                       display_every=int(t["disp_iter"]))
+                       seed=int(t["seed"]), display_every=int(t["disp_iter"]))
 
 
 def load_trained(config: dict[str, Any]) -> tuple[DenseModel, dict[str, Any]]:
@@ -239,8 +240,7 @@ def evaluate_segmentation(model: DenseModel, config: dict[str, Any], normalize: 
         images = [image.to(device) for image in item["images"]]
         predicted = class_probabilities(model, images, label.shape)[0].argmax(0).cpu().numpy()
         matrix += confusion_matrix(predicted, label, num_class)
-    total = all_reduce_sum(torch.from_numpy(matrix).to(
-        "cuda" if torch.device(device).type == "cuda" and context.enabled else "cpu"), context)
-    scores = segmentation_scores(total.cpu().numpy())
+    total = all_reduce_sum(torch.from_numpy(matrix), context)
+    scores = segmentation_scores(total.numpy())
     scores["images"] = len(dataset)
     return scores

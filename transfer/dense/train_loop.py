@@ -3,12 +3,17 @@ decay on conv/linear weights only, learning rate ``lr * (1 - it / max_iters) ** 
 before every iteration, NLL loss on log-softmax logits with label -1 ignored.
 
 "Epochs" are the toolkit's: ``epoch_iters`` iterations each (one batch per process per
-iteration). After every epoch ``<ckpt>/epoch_<n>.pth`` holds the model, optimiser and iteration
-(the previous one is removed), and a rerun resumes from the newest.
+iteration). After every epoch ``<ckpt>/epoch_<n>.pth`` holds the model, optimiser, iteration and
+every rank's random generators (``transfer.checkpoint``; the previous file is removed), and a
+rerun resumes from the newest if it was written by the same run (metadata and schedule; only
+``num_epoch`` may grow, the toolkit's way to train longer). Each rank draws its own random
+numbers (dropout), seeded by (seed, rank). The host waits for the device only every
+``display_every`` iterations (loss check, progress) and at checkpoints.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -22,12 +27,15 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from transfer.atomic import atomic_path
+from transfer.checkpoint import load_checkpoint, save_checkpoint, seed_rank
 from transfer.dense.samples import DenseDataError, TrainBatches
+from transfer.device import use_device
 from transfer.distributed import Distributed, all_reduce_sum, barrier
 
 CHECKPOINT = re.compile(r"epoch_(\d+)\.pth")
 SINGLE_PROCESS = Distributed()
+DISPLAY_EVERY = 20  # iterations between host syncs: the toolkit's TRAIN.disp_iter
+GROWABLE = ("num_epoch",)  # what may differ when resuming: training longer
 
 
 @dataclass(frozen=True)
@@ -84,16 +92,8 @@ def latest_checkpoint(directory: str | Path) -> Path | None:
     return max(found)[1] if found else None
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for a truncated or foreign file
-        raise DenseDataError(f"cannot read checkpoint {path} ({type(error).__name__}); "
-                             "is the file complete?") from None
-
-
 def batch_stream(dataset: TrainBatches, start_batch: int, context: Distributed,
-                 workers: int) -> Iterator[dict[str, torch.Tensor]]:
+                 workers: int, pin_memory: bool = False) -> Iterator[dict[str, torch.Tensor]]:
     """This rank's batches from the ``start_batch``-th on, pass after pass, forever."""
     skipped = 0
     for data_pass in count():
@@ -103,8 +103,9 @@ def batch_stream(dataset: TrainBatches, start_batch: int, context: Distributed,
             continue
         keys = keys[max(0, start_batch - skipped):]
         skipped = start_batch
+        # its own generator: a new pass never draws from the global RNG a checkpoint restores
         loader = DataLoader(dataset, batch_size=None, sampler=keys, num_workers=workers,
-                            pin_memory=torch.cuda.is_available())
+                            pin_memory=pin_memory, generator=torch.Generator())
         yield from loader
 
 
@@ -114,33 +115,38 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 def train_dense(model: nn.Module, dataset: TrainBatches, schedule: Schedule, ckpt_dir: str | Path,
                 meta: dict[str, Any], device: str, context: Distributed = SINGLE_PROCESS,
-                workers: int = 0, lr_by_module: dict[str, float] | None = None,
-                display_every: int = 1) -> Path:
+                workers: int = 0, lr_by_module: dict[str, float] | None = None, seed: int = 0,
+                display_every: int = DISPLAY_EVERY) -> Path:
     """Train ``model`` (an ``nn.Module`` mapping images to logits) to ``schedule.max_iters``,
-    resuming from ``ckpt_dir`` if it holds a checkpoint; returns the last checkpoint's path.
+    resuming from ``ckpt_dir`` if it holds a checkpoint of this run; returns the last
+    checkpoint's path. A checkpoint of another run (other ``meta`` or schedule) is an error.
 
     ``lr_by_module``: base learning rates of named children (the toolkit's ``lr_encoder`` and
-    ``lr_decoder``); by default every parameter starts at ``schedule.lr``. ``display_every``:
-    iterations between the progress bar's loss / accuracy updates (the toolkit's ``disp_iter``).
+    ``lr_decoder``); by default every parameter starts at ``schedule.lr``. ``seed``: the random
+    generators of rank r start from (seed, r). ``display_every``: iterations between the
+    progress bar's loss / accuracy updates (the toolkit's ``disp_iter``), the only times the
+    host waits for the device besides checkpoints.
     """
     ckpt_dir = Path(ckpt_dir)
+    device_type = use_device(device).type
     model.to(device)
     if context.enabled:
-        if torch.device(device).type == "cuda":
+        if device_type == "cuda":
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[torch.device(device).index] if torch.device(device).type == "cuda"
-            else None)
+            model, device_ids=[torch.device(device).index] if device_type == "cuda" else None)
     core = unwrap(model)
     lr_by_module = lr_by_module or {"": schedule.lr}
     groups = [group for name, lr in lr_by_module.items()
               for group in parameter_groups(core.get_submodule(name), schedule.weight_decay, lr)]
     optimizer = torch.optim.SGD(groups, lr=schedule.lr, momentum=schedule.momentum)
-    start = 0
+    identity = {"schedule": asdict(schedule), "meta": meta, "lr_by_module": lr_by_module}
+    seed_rank(seed, context)
     resume = latest_checkpoint(ckpt_dir)
-    if resume is not None:
-        state = read_checkpoint(resume)
-        unwrap(model).load_state_dict(state["model"], strict=True)
+    state = load_checkpoint(resume, identity, context, strict=True, ignore=GROWABLE)
+    start = 0
+    if state is not None:
+        core.load_state_dict(state["model"], strict=True)
         optimizer.load_state_dict(state["optimizer"])
         start = int(state["iteration"])
         if context.is_main:
@@ -149,9 +155,12 @@ def train_dense(model: nn.Module, dataset: TrainBatches, schedule: Schedule, ckp
     if start >= schedule.max_iters:
         return last
     model.train()
-    stream = batch_stream(dataset, start, context, workers)
+    stream = batch_stream(dataset, start, context, workers, pin_memory=device_type == "cuda")
     bar = tqdm(total=schedule.max_iters, initial=start, desc="train", disable=not context.is_main,
                dynamic_ncols=True)
+    # sums of (loss, accuracy) since the last sync, on the device
+    meters = torch.zeros(2, dtype=torch.float64, device=device)
+    since = start
     for iteration in range(start, schedule.max_iters):
         batch = next(stream)
         for group in optimizer.param_groups:
@@ -159,36 +168,45 @@ def train_dense(model: nn.Module, dataset: TrainBatches, schedule: Schedule, ckp
         images = batch["images"].to(device, non_blocking=True)
         labels = batch["labels"].to(device, non_blocking=True)
         loss, accuracy = segmentation_loss(model(images), labels)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss became {loss.item()} at iteration {iteration}")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        with torch.no_grad():
+            meters[0] += loss.detach()
+            meters[1] += accuracy.detach()
         bar.update(1)
         done = iteration + 1
-        if done % display_every == 0:
-            bar.set_postfix(loss=f"{loss.item():.4f}", acc=f"{100 * accuracy.item():.1f}")
-        if done % schedule.epoch_iters == 0 or done == schedule.max_iters:
-            last = save_checkpoint(unwrap(model), optimizer, done, schedule, meta, ckpt_dir,
-                                   context, float(loss.item()))
+        at_checkpoint = done % schedule.epoch_iters == 0 or done == schedule.max_iters
+        if done % display_every == 0 or at_checkpoint:
+            # every rank sees the same sums, so all stop together on a non-finite loss
+            loss_sum, accuracy_sum = (all_reduce_sum(meters, context) / context.world_size
+                                      ).tolist()
+            if not math.isfinite(loss_sum):
+                raise FloatingPointError(f"the loss became {loss_sum} between iterations "
+                                         f"{since} and {done}; no checkpoint was written")
+            bar.set_postfix(loss=f"{loss_sum / (done - since):.4f}",
+                            acc=f"{100 * accuracy_sum / (done - since):.1f}")
+            meters.zero_()
+            since = done
+        if at_checkpoint:
+            last = save_epoch(unwrap(model), optimizer, done, schedule, identity, ckpt_dir,
+                              context, loss.detach())
     bar.close()
     return last
 
 
-def save_checkpoint(model: nn.Module, optimizer: torch.optim.Optimizer, iteration: int,
-                    schedule: Schedule, meta: dict[str, Any], ckpt_dir: Path,
-                    context: Distributed, loss: float) -> Path:
-    """Rank 0 writes ``epoch_<n>.pth`` atomically and removes older ones; all ranks wait."""
-    loss_sum = all_reduce_sum(torch.tensor([loss], dtype=torch.float64), context)
+def save_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, iteration: int,
+               schedule: Schedule, identity: dict[str, Any], ckpt_dir: Path,
+               context: Distributed, loss: torch.Tensor) -> Path:
+    """Rank 0 writes ``epoch_<n>.pth`` (with the ranks' mean of the last ``loss``) and removes
+    older ones; all ranks wait."""
+    mean_loss = all_reduce_sum(loss.double().reshape(1), context).item() / context.world_size
     epoch = -(-iteration // schedule.epoch_iters)
     path = ckpt_dir / f"epoch_{epoch}.pth"
+    save_checkpoint(path, {**identity, "model": model.state_dict(),
+                           "optimizer": optimizer.state_dict(), "iteration": iteration,
+                           "loss": mean_loss}, context)
     if context.is_main:
-        payload = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                   "iteration": iteration, "schedule": asdict(schedule), "meta": meta,
-                   "loss": float(loss_sum.item()) / context.world_size}
-        ckpt_dir.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp:
-            torch.save(payload, tmp)
         for old in ckpt_dir.glob("epoch_*.pth"):
             if old != path and CHECKPOINT.fullmatch(old.name):
                 old.unlink()
