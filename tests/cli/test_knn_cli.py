@@ -103,7 +103,7 @@ def check_against_sklearn(record, out, xy, model, dataset, ks, tries, seed):
     name = {"accuracy": "accuracy", "mean_per_class_accuracy": "mean per-class accuracy"}[metric]
     assert (
         f"kNN {name} for {model} on {dataset}: {test[best_k]:.2f}% (k={best_k})"
-        == out.strip().splitlines()[-1]
+        in out.strip().splitlines()
     )
     # low-shot: the seeded draws, scored like the rest, mean and 1.96 * std / sqrt(tries)
     low = record["low_shot"]
