@@ -141,16 +141,16 @@ def main(argv: list[str] | None = None) -> int:
             f"low-shot {entry['n_per_class']} per class, k={entry['k']}: "
             f"{entry['mean']:.2f}% +- {entry['ci95']:.2f}% ({args.tries} tries)"
         )
-    print(
-        f"kNN {name} for {backbone.name} on {args.dataset}: {record['score']:.2f}% "
-        f"(k={record['k']})"
-    )
-    try:  # after the scores: a result that cannot be written is still seen
+    try:  # after the scores above: a result that cannot be written leaves them seen
         path = write_result(result_files(args, backbone.name)[0], record)
     except TransferError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"results written to {path}")
+    print(
+        f"kNN {name} for {backbone.name} on {args.dataset}: {record['score']:.2f}% "
+        f"(k={record['k']})"
+    )
     return 0
 
 

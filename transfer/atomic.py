@@ -52,10 +52,12 @@ def write_json_atomic(path: str | os.PathLike, payload: Any) -> Path:
 
 
 def check_writable_dir(folder: str | os.PathLike, what: str, option: str) -> Path:
-    """Create ``folder`` if needed and write a file in it, or raise a WriteError naming it and
-    ``option`` (the command-line option that moves it). A real write rather than ``os.access``:
-    that says yes to root on a read-only mount and knows nothing of quotas."""
+    """Check that a file can be written in ``folder`` (creating it if needed), or raise a
+    WriteError naming it and ``option`` (the command-line option that moves it). Nothing is
+    left behind: folders made for the check are removed again. A real write rather than
+    ``os.access``, which says yes to root on a read-only mount and knows nothing of quotas."""
     folder = Path(folder)
+    missing = [path for path in (folder, *folder.parents) if not path.exists()]
     try:
         folder.mkdir(parents=True, exist_ok=True)
         _create_temp(folder, "write-check").unlink()
@@ -64,4 +66,8 @@ def check_writable_dir(folder: str | os.PathLike, what: str, option: str) -> Pat
             f"cannot write to the {what} {folder}: {error.strerror or error}; "
             f"fix its permissions or choose another with {option}"
         ) from None
+    finally:
+        for path in missing:  # deepest first; one another run has filled meanwhile stays
+            with contextlib.suppress(OSError):
+                path.rmdir()
     return folder

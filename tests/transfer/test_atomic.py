@@ -39,9 +39,12 @@ def test_a_failed_write_leaves_neither_file_nor_temporary(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_check_writable_dir_creates_the_folder_or_names_the_option(tmp_path):
-    assert check_writable_dir(tmp_path / "a" / "b", "results folder", "--results-dir").is_dir()
-    assert list((tmp_path / "a" / "b").iterdir()) == []  # the probe file is gone
+def test_check_writable_dir_leaves_nothing_behind_or_names_the_option(tmp_path):
+    assert check_writable_dir(tmp_path / "a" / "b", "results folder", "--results-dir")
+    assert list(tmp_path.iterdir()) == []  # neither the probe file nor the folders made for it
+    (tmp_path / "kept").mkdir()
+    check_writable_dir(tmp_path / "kept", "results folder", "--results-dir")
+    assert list(tmp_path.iterdir()) == [tmp_path / "kept"]
     (tmp_path / "file").write_text("")
     with pytest.raises(WriteError, match=r"cannot write to the results folder .*/file/r: .*; "
                                          r"fix its permissions or choose another with "

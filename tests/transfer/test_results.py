@@ -41,9 +41,8 @@ def test_a_result_that_cannot_be_written_is_one_clear_error(tmp_path, monkeypatc
         results.write_result(tmp_path / "x.json", {"score": 1.0})
 
 
-def test_check_results_dir_creates_the_protocol_folder(tmp_path):
+def test_check_results_dir_names_the_protocol_folder(tmp_path):
     assert results.check_results_dir("linear", tmp_path) == tmp_path / "linear"
-    assert (tmp_path / "linear").is_dir()
     (tmp_path / "blocked").write_text("")
     with pytest.raises(WriteError, match="--results-dir"):
         results.check_results_dir("linear", tmp_path / "blocked")
