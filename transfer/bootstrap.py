@@ -21,6 +21,8 @@ curve is two cumulative sums over the counts. Work is chunked over resamples to 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from transfer.metrics import METRICS, MetricError
@@ -204,11 +206,72 @@ def bootstrap_ci(
     level: float = 0.95,
 ) -> tuple[float, float]:
     """Percentile bootstrap interval ``(low, high)`` in percent for ``metric`` on this test set."""
-    if not 0.0 < level < 1.0:
-        raise MetricError(f"level must lie in (0, 1), got {level}")
+    _check_level(level)
     targets = np.asarray(targets)
     indices = resample_indices(targets, metric, n_resamples, seed)
-    values = metric_over_resamples(metric, targets, scores, indices)
+    return _percentile_interval(metric_over_resamples(metric, targets, scores, indices), level)
+
+
+def _check_level(level: float) -> None:
+    if not 0.0 < level < 1.0:
+        raise MetricError(f"level must lie in (0, 1), got {level}")
+
+
+def _percentile_interval(values: np.ndarray, level: float) -> tuple[float, float]:
     tail = 100.0 * (1.0 - level) / 2.0
     low, high = np.percentile(values, [tail, 100.0 - tail])
     return float(low), float(high)
+
+
+# The bootstrap's own seed: fixed, so an interval is a function of the test outputs alone.
+BOOTSTRAP_SEED = 0
+
+
+def interval_fields(
+    metric: str,
+    targets: np.ndarray,
+    scores: np.ndarray | Sequence[np.ndarray],
+    n_resamples: int,
+    seed: int = BOOTSTRAP_SEED,
+    level: float = 0.95,
+) -> dict:
+    """A record's ``ci`` ([low, high], percent) and ``interval`` (how it was made); ``{}`` when
+    ``n_resamples`` is 0 (intervals disabled).
+
+    ``scores`` may be a list of (n, C) outputs of repeated runs (finetuning seeds) on the same
+    test set: the interval is then that of their mean score, each resample scoring every run on
+    the same images.
+    """
+    if n_resamples < 0:
+        raise MetricError(f"bootstrap resamples must be >= 0, got {n_resamples}")
+    if n_resamples == 0:
+        return {}
+    _check_level(level)
+    targets = np.asarray(targets)
+    runs = [scores] if isinstance(scores, np.ndarray) else list(scores)
+    indices = resample_indices(targets, metric, n_resamples, seed)
+    values = np.mean([metric_over_resamples(metric, targets, s, indices) for s in runs], axis=0)
+    low, high = _percentile_interval(values, level)
+    return {
+        "ci": [low, high],
+        "interval": {
+            "method": "bootstrap",
+            "level": level,
+            "resamples": n_resamples,
+            "seed": seed,
+            "test_images": len(targets),
+        },
+    }
+
+
+def interval_line(record: dict) -> str | None:
+    """``95% interval: [93.60, 94.52] (bootstrap, 2000 resamples of 10000 test images)``, or None
+    for a record without an interval."""
+    if record.get("ci") is None:
+        return None
+    low, high = record["ci"]
+    how = record["interval"]
+    return (
+        f"{100 * how['level']:g}% interval: [{low:.2f}, {high:.2f}] "
+        f"({how['method']}, {how['resamples']} resamples of {how['test_images']} test images)"
+    )
