@@ -16,7 +16,7 @@ on the same resampled test sets (a paired bootstrap).
 Speed: nothing loops over resamples in Python. Accuracy and per-class accuracy score each image
 once (correct or not) and aggregate the resampled correctness with ``bincount``; VOC mAP sorts each
 class's scores once and turns a resample into per-image draw counts, so its precision/recall
-curve is two cumulative sums over the counts. Work is chunked over resamples to bound memory.
+curve is two segment sums over the counts. Work is chunked over resamples to bound memory.
 """
 
 from __future__ import annotations
@@ -113,29 +113,45 @@ def _voc11_ap_over_counts(
     """11-point AP (fraction) of one class for each row of ``counts`` (how often each image was
     drawn); NaN where a resample holds no positive of the class.
 
-    The same curve as ``metrics._precision_recall_points``: images sorted by descending score, one
-    point per distinct score (ties enter together), plus (recall 0, precision 1). A score group
-    none of whose images was drawn repeats the previous point (or has no predictions yet and gets
-    precision 0 at recall 0), neither of which changes the 11-point maxima.
+    The curve is ``metrics._precision_recall_points``': images by descending score, one point per
+    distinct score (ties enter together), plus (recall 0, precision 1), which alone decides the
+    t = 0 term. For t > 0 only the points that end a score group holding a positive matter: true
+    positives grow only there, and any other point with recall >= t has the recall and at least
+    the predictions of the last such point before it, so no higher precision. Keeping just those
+    points (a few hundred of VOC's ~5,000 per class) makes the curve two segment sums
+    (``np.add.reduceat``) over the draw counts in score order.
     """
+    n_resamples, n = counts.shape
     order = np.argsort(-class_scores, kind="mergesort")
     sorted_scores = class_scores[order]
-    last_of_group = np.r_[np.flatnonzero(np.diff(sorted_scores)), len(sorted_scores) - 1]
+    hits = binary_targets[order].astype(bool)
+    if not hits.any():
+        return np.full(n_resamples, np.nan)
+    group = np.r_[0, np.cumsum(np.diff(sorted_scores) != 0)]  # score group of each position
+    group_end = np.r_[np.flatnonzero(np.diff(sorted_scores)), n - 1]
+    positive_positions = np.flatnonzero(hits)
+    positive_groups = group[positive_positions]
+    new_group = np.r_[True, np.diff(positive_groups) != 0]
+    ends = group_end[positive_groups[new_group]]  # last position of each group with a positive
     drawn = counts[:, order]
-    predicted = np.cumsum(drawn, axis=1)[:, last_of_group]
-    true_pos = np.cumsum(drawn * binary_targets[order], axis=1)[:, last_of_group]
+    predicted = np.cumsum(
+        np.add.reduceat(drawn[:, : ends[-1] + 1], np.r_[0, ends[:-1] + 1], axis=1), axis=1
+    )
+    true_pos = np.cumsum(
+        np.add.reduceat(drawn[:, positive_positions], np.flatnonzero(new_group), axis=1), axis=1
+    )
     positives = true_pos[:, -1:]
     with np.errstate(invalid="ignore", divide="ignore"):
         precision = np.where(predicted > 0, true_pos / np.maximum(predicted, 1), 0.0)
         recall = true_pos / positives
     # Best precision at or after each point; recall only grows along the axis, so the best
-    # precision at recall >= t is the envelope at the first point reaching t.
+    # precision at recall >= t is the envelope at the first point reaching t (0 past the end).
     envelope = np.maximum.accumulate(precision[:, ::-1], axis=1)[:, ::-1]
-    envelope = np.concatenate([envelope, np.zeros((len(envelope), 1))], axis=1)
-    total = np.ones(len(counts))  # t = 0: the extra (recall 0, precision 1) point
+    envelope = np.concatenate([envelope, np.zeros((n_resamples, 1))], axis=1)
+    rows = np.arange(n_resamples)
+    total = np.ones(n_resamples)  # t = 0: the extra (recall 0, precision 1) point
     for threshold in np.linspace(0.0, 1.0, 11)[1:]:
-        first = (recall < threshold).sum(axis=1)
-        total += envelope[np.arange(len(counts)), first]
+        total += envelope[rows, (recall < threshold).sum(axis=1)]
     ap = total / 11.0
     ap[positives[:, 0] == 0] = np.nan
     return ap
