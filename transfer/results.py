@@ -159,7 +159,8 @@ def write_test_outputs(
                 **extra,
             )
     except OSError as error:
-        raise WriteError(f"cannot write the test outputs {path}: {error.strerror or error}") from None
+        reason = error.strerror or error
+        raise WriteError(f"cannot write the test outputs {path}: {reason}") from None
     return path
 
 
