@@ -28,13 +28,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="which config the run used")  # fmt: skip
     parser.add_argument("--results-dir", type=Path, default=None,
                         help="results root (default: $SSL_TRANSFER_RESULTS, else results/)")
+    parser.add_argument("--weights", default=None,
+                        help="the .pkl the run started from, for the record's checkpoint sha256 "
+                             "(default: MODEL.WEIGHTS of OUTPUT_DIR/config.yaml)")  # fmt: skip
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        path = write_detection_result(args.output_dir, args.results_dir, args.model, args.mode)
+        path = write_detection_result(
+            args.output_dir, args.results_dir, args.model, args.mode, args.weights
+        )
     except TransferError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

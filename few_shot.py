@@ -20,7 +20,13 @@ from transfer.cache import FeatureCache, cached_features
 from transfer.errors import TransferError
 from transfer.precision import check_precision
 from transfer.protonet import EpisodeError, episode_accuracies, mean_and_ci95, sample_episodes
-from transfer.results import changed_settings, check_results_dir, result_path, write_result
+from transfer.results import (
+    changed_settings,
+    check_results_dir,
+    provenance,
+    result_path,
+    write_result,
+)
 
 # Options that change the numbers besides the shots and ways the file name always holds: a run
 # that sets one away from its default is filed under a name that says so (transfer/results.py).
@@ -147,6 +153,13 @@ def run(args: argparse.Namespace) -> int:
                 "features_cached": hit,
                 "timings": {"features_s": feature_seconds, "episodes_s": episode_seconds},
                 "arguments": vars(args),
+                "provenance": provenance(
+                    backbone.identity,
+                    {"fewshot": pool},
+                    {"fewshot": transform.transform_id},
+                    {**vars(args), "n_support": n_support},
+                    args.device,
+                ),
             },
         )
     return 0

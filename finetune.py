@@ -3,6 +3,7 @@
 
     python finetune.py -m deepcluster-v2 -d cifar10            # the paper's 20-point grid
     python finetune.py -m supervised -d pets --lr 0.01 --wd 0  # skip the search
+    python finetune.py -m byol -d pets --seeds 3               # final run with 3 seeds
     torchrun --nproc_per_node 8 finetune.py -m swav -d food --precision bf16
     python finetune.py -m timm:convnext_tiny.fb_in22k -d pets  # any timm model
 
@@ -18,11 +19,13 @@ from pathlib import Path
 
 from transfer.arguments import (
     add_backbone_arguments,
+    add_bootstrap_argument,
     add_location_arguments,
     add_precision_argument,
     backbone_options,
     default_device,
 )
+from transfer.bootstrap import interval_line
 from transfer.device import device_argument
 from transfer.distributed import init_distributed, shutdown
 from transfer.errors import TransferError
@@ -70,6 +73,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--checkpoint-every", type=int, default=500, metavar="N",
                         help="save a resumable checkpoint every N steps (0: never)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--seeds", type=int, default=1, metavar="N",
+                        help="repeat the final train+val -> test run with N seeds (seed, seed+1, "
+                             "...; the grid is searched once): the score is their mean, with a "
+                             "t-interval over seeds")
+    add_bootstrap_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -81,7 +89,7 @@ def settings_of(args: argparse.Namespace) -> FinetuneSettings:
         seed=args.seed, precision=args.precision, compile=args.compile,
         checkpoint_every=args.checkpoint_every, workers=args.workers, data_root=args.data_root,
         models_dir=args.models_dir, results_dir=args.results_dir, progress=not args.no_progress,
-        backbone=backbone_options(args))
+        backbone=backbone_options(args), bootstrap=args.bootstrap, seeds=args.seeds)
 
 
 def result_files(args: argparse.Namespace, model: str) -> list[Path]:
@@ -120,6 +128,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{record['model']} on {record['dataset']}: test {record['metric']} "
               f"{record['score']:.2f} with lr={record['lr']:.4g} wd={record['wd']:.4g}"
               f"{calibration}")
+        if line := interval_line(record):
+            print(line)
+        if "seed_interval" in record:
+            seeds = record["seed_interval"]
+            print(f"{seeds['seeds']} seeds: " + ", ".join(
+                f"{run['seed']}: {run['score']:.2f}" for run in record["seed_scores"])
+                + f"; mean {seeds['mean']:.2f}, {100 * seeds['level']:g}% t-interval "
+                  f"[{seeds['low']:.2f}, {seeds['high']:.2f}]")
     return 0
 
 

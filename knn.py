@@ -9,11 +9,13 @@ from pathlib import Path
 
 from models import load_backbone
 from transfer.arguments import (
+    add_bootstrap_argument,
     add_feature_arguments,
     backbone_options,
     positive_float,
     positive_int,
 )
+from transfer.bootstrap import interval_line
 from transfer.cache import FeatureCache, FeatureOptions
 from transfer.errors import TransferError
 from transfer.knn import (
@@ -24,7 +26,13 @@ from transfer.knn import (
     TRAIN_CHUNK,
 )
 from transfer.knn_probe import knn_probe
-from transfer.results import changed_settings, check_results_dir, result_path, write_result
+from transfer.results import (
+    changed_settings,
+    check_results_dir,
+    result_path,
+    write_result,
+    write_test_outputs,
+)
 
 # the printed name of each metric; the line keeps one shape for all three
 METRIC_NAMES = {
@@ -99,6 +107,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=TRAIN_CHUNK,
         help="training images per similarity block",
     )
+    add_bootstrap_argument(parser)
     add_feature_arguments(parser)
     return parser.parse_args(argv)
 
@@ -126,11 +135,14 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             query_chunk=args.query_chunk,
             train_chunk=args.train_chunk,
+            bootstrap=args.bootstrap,
+            arguments=vars(args),
         )
     except TransferError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     record["arguments"] = vars(args)
+    outputs = record.pop("outputs")
     name = METRIC_NAMES[record["metric"]]
     print(
         f"test {name} per k ({args.metric_space}, T={args.temperature:g}): "
@@ -141,16 +153,20 @@ def main(argv: list[str] | None = None) -> int:
             f"low-shot {entry['n_per_class']} per class, k={entry['k']}: "
             f"{entry['mean']:.2f}% +- {entry['ci95']:.2f}% ({args.tries} tries)"
         )
-    try:  # after the scores above: a result that cannot be written leaves them seen
-        path = write_result(result_files(args, backbone.name)[0], record)
-    except TransferError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(f"results written to {path}")
     print(
         f"kNN {name} for {backbone.name} on {args.dataset}: {record['score']:.2f}% "
         f"(k={record['k']})"
     )
+    if line := interval_line(record):
+        print(line)
+    try:  # after the scores: a result that cannot be written is still seen
+        path = result_files(args, backbone.name)[0]
+        write_test_outputs(path, outputs["targets"], outputs["scores"])  # before the record
+        path = write_result(path, record)
+    except TransferError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"results written to {path}")
     return 0
 
 

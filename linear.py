@@ -9,16 +9,25 @@ from pathlib import Path
 
 from models import load_backbone
 from transfer.arguments import (
+    add_bootstrap_argument,
     add_feature_arguments,
     backbone_options,
     positive_float,
     positive_int,
 )
+from transfer.bootstrap import interval_line
 from transfer.cache import FeatureCache, FeatureOptions
 from transfer.errors import TransferError
 from transfer.linear_probe import linear_probe
 from transfer.logreg import STRATEGIES
-from transfer.results import changed_settings, check_results_dir, result_path, write_result
+from transfer.plateau import plateau_line
+from transfer.results import (
+    changed_settings,
+    check_results_dir,
+    result_path,
+    write_result,
+    write_test_outputs,
+)
 
 # Options that change the numbers: a run that sets one away from its default is filed under a
 # name that says so (transfer/results.py), so it never replaces the paper-settings result.
@@ -64,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         "fits, the paper's protocol; path and batched solve every C to convergence instead, "
         "which is NOT the paper's protocol (another C, another score: see the README)",
     )
+    add_bootstrap_argument(parser)
     add_feature_arguments(parser)
     return parser
 
@@ -109,19 +119,27 @@ def run(args: argparse.Namespace) -> int:
         num_wd=args.wd_values,
         solver=args.solver,
         strategy=args.strategy,
+        bootstrap=args.bootstrap,
+        arguments=vars(args),
     )
     record["arguments"] = vars(args)
+    outputs = record.pop("outputs")
     # the score first: a result that cannot be written is still seen
     print(
         f"Final accuracy for {backbone.name} on {args.dataset}: {record['score']:.2f}% "
         f"using hyperparameter C: {record['C']:.3f}"
     )
+    for line in (interval_line(record), plateau_line(record.get("plateau"))):
+        if line:
+            print(line)
     if record["ece"] is None:  # multi-label, or too few test samples
         print("ECE: n/a, temperature scaled ECE: n/a")
     else:
         print(f"ECE: {record['ece']:.3f}, "
               f"temperature scaled ECE: {record['ece_temperature_scaled']:.3f}")
-    path = write_result(result_files(args, backbone.name)[0], record)
+    path = result_files(args, backbone.name)[0]
+    write_test_outputs(path, outputs["targets"], outputs["scores"])  # before the record
+    path = write_result(path, record)
     print(f"results written to {path}")
     return 0
 

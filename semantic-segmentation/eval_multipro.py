@@ -19,6 +19,7 @@ if str(REPO) not in sys.path:  # run from inside this folder: make `transfer` im
 
 from transfer.arguments import add_location_arguments, default_device  # noqa: E402
 from transfer.dense.launch import launch  # noqa: E402
+from transfer.dense.provenance import dense_provenance  # noqa: E402
 from transfer.dense.segmentation_task import (  # noqa: E402
     evaluate_segmentation,
     load_config,
@@ -62,6 +63,14 @@ def run(args: argparse.Namespace, device: str) -> None:
                 "checkpoint": state["path"], "iterations": state["iteration"],
                 "weights_identity": meta["weights_identity"],
                 "per_class_iou": scores["per_class_iou"],
+                "provenance": dense_provenance(
+                    state, {"train": config["DATASET"]["list_train"],
+                            "val": config["DATASET"]["list_val"]},
+                    "segmentation-scales{}-max{}-pad{}-{}".format(
+                        "_".join(map(str, config["DATASET"]["imgSizes"])),
+                        config["DATASET"]["imgMaxSize"], config["DATASET"]["padding_constant"],
+                        "norm" if meta["normalize"] else "nonorm"),
+                    {**vars(args), "config": config}, device),
             }
             path = write_result(Path(args.results_dir or default_results_dir()) / "segmentation"
                                 / f"{meta['model']}.json", record)

@@ -24,7 +24,8 @@ from transfer.dense.normals_task import (  # noqa: E402
     evaluate_normals,
     load_trained,
 )
-from transfer.dense.nyuv2 import FOLDER  # noqa: E402
+from transfer.dense.nyuv2 import FOLDER, split_file  # noqa: E402
+from transfer.dense.provenance import dense_provenance  # noqa: E402
 from transfer.device import device_argument  # noqa: E402
 from transfer.errors import TransferError  # noqa: E402
 from transfer.results import default_results_dir, write_result  # noqa: E402
@@ -67,6 +68,11 @@ def main(argv: list[str] | None = None) -> int:
         "test_scales": list(args.scales), "checkpoint": state["path"],
         "iterations": state["iteration"], "recipe": meta["recipe"],
         "weights_identity": meta["weights_identity"],
+        "provenance": dense_provenance(
+            state, {split: split_file(root, split) for split in ("train", "test")},
+            f"normals-scales{'_'.join(map(str, args.scales))}-max{args.max_size}-"
+            f"{'norm' if meta['normalize'] else 'nonorm'}",
+            {**vars(args), "recipe": meta["recipe"]}, args.device),
     }
     path = write_result(Path(args.results_dir or default_results_dir()) / "normals"
                         / f"{meta['model']}.json", record)

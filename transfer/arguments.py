@@ -158,3 +158,15 @@ def add_feature_arguments(parser: argparse.ArgumentParser) -> None:
         help="where result JSON files go (default: $SSL_TRANSFER_RESULTS, else results/)",
     )
     add_location_arguments(parser)
+
+
+def add_bootstrap_argument(parser: argparse.ArgumentParser) -> None:
+    """``--bootstrap N``: resamples of the test set for the score's 95% interval."""
+    parser.add_argument(
+        "--bootstrap",
+        type=non_negative_int,
+        default=2000,
+        metavar="N",
+        help="bootstrap resamples of the test images for the score's 95%% interval "
+        "(0: no interval; default: %(default)s)",
+    )

@@ -9,6 +9,10 @@ Only a finished run counts: its final evaluation is logged at iteration ``SOLVER
 read from the ``OUTPUT_DIR/config.yaml`` that detectron2's ``default_setup`` writes when training
 starts. A run that crashed (or is still running) has at most an intermediate evaluation, which
 would otherwise be reported as final.
+
+The record's ``provenance`` comes from what the run left in OUTPUT_DIR: ``config.yaml`` gives the
+weights file (hashed when it can be found), the dataset names, the input transform and every
+option; the environment table at the top of ``log.txt`` gives the GPU and detectron2's version.
 """
 
 from __future__ import annotations
@@ -21,14 +25,17 @@ from typing import Any
 
 import yaml
 
+from models.backbone import file_sha256
 from transfer.atomic import write_json_atomic
 from transfer.errors import TransferError
-from transfer.results import result_path
+from transfer.results import provenance, result_path, software_versions
 
 METRICS = ("AP", "AP50", "AP75")
 MODES = ("frozen", "finetune")
 _ITER = re.compile(r"\biter: (\d+)")
 _COPYPASTE = "copypaste: "
+_GPU = re.compile(r"^GPU [\d,]+\s+(\S.*?)\s*$")
+_DETECTRON2 = re.compile(r"^detectron2\s+(\S+)")
 
 
 class DetectionResultsError(TransferError, ValueError):
@@ -82,8 +89,8 @@ def _from_log(path: Path) -> dict[str, Any] | None:
             "source": str(path.resolve())}  # fmt: skip
 
 
-def max_iter_of_run(output_dir: Path) -> int:
-    """``SOLVER.MAX_ITER`` of the run, from the full config detectron2 saved in OUTPUT_DIR."""
+def run_config(output_dir: Path) -> dict[str, Any]:
+    """The full config detectron2 saved in OUTPUT_DIR (``config.yaml``)."""
     config = output_dir / "config.yaml"
     if not config.is_file():
         raise DetectionResultsError(
@@ -93,8 +100,20 @@ def max_iter_of_run(output_dir: Path) -> int:
         )
     try:
         cfg = yaml.safe_load(config.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise DetectionResultsError(f"{config}: not a detectron2 config ({error})") from None
+    if not isinstance(cfg, dict):
+        raise DetectionResultsError(f"{config}: not a detectron2 config (no mapping)")
+    return cfg
+
+
+def max_iter_of_run(output_dir: Path) -> int:
+    """``SOLVER.MAX_ITER`` of the run, from the full config detectron2 saved in OUTPUT_DIR."""
+    config = output_dir / "config.yaml"
+    cfg = run_config(output_dir)
+    try:
         max_iter = cfg["SOLVER"]["MAX_ITER"]
-    except (yaml.YAMLError, KeyError, TypeError, UnicodeDecodeError) as error:
+    except (KeyError, TypeError) as error:
         raise DetectionResultsError(
             f"{config}: not a detectron2 config with SOLVER.MAX_ITER ({error})"
         ) from None
@@ -134,6 +153,52 @@ def collect_detection_result(output_dir: str | os.PathLike) -> dict[str, Any]:
     return result
 
 
+def _weights_file(weights: str, output_dir: Path) -> Path | None:
+    """MODEL.WEIGHTS as a file: absolute, or relative to where train_net.py ran (unknown here, so
+    the working directory and the output folder's ancestors are tried)."""
+    path = Path(weights).expanduser()
+    if path.is_absolute():
+        return path if path.is_file() else None
+    for base in (Path.cwd(), output_dir, *output_dir.resolve().parents):
+        if (base / path).is_file():
+            return base / path
+    return None
+
+
+def detection_provenance(output_dir: str | os.PathLike, weights: str | None = None) -> dict:
+    """``results.provenance`` of a detectron2 run from its OUTPUT_DIR (see the module docstring).
+
+    ``checkpoint`` is the sha256 of ``weights`` (default: the config's MODEL.WEIGHTS), None when
+    the file cannot be found. detectron2 reads VOC itself, so ``splits`` holds its dataset names
+    (``detectron2:voc_2007_test``), not content hashes. ``code`` and library ``versions`` are this
+    checkout's (it converted the weights and wrote the configs), plus the run's detectron2 version.
+    """
+    output_dir = Path(output_dir)
+    config = run_config(output_dir)
+    model, datasets = config.get("MODEL") or {}, config.get("DATASETS") or {}
+    weights = weights or model.get("WEIGHTS")
+    found = _weights_file(weights, output_dir) if weights else None
+    device, versions = None, software_versions()
+    log = output_dir / "log.txt"
+    for line in log.read_text(errors="replace").splitlines() if log.is_file() else []:
+        if (gpu := _GPU.match(line)) and device is None:
+            device = gpu.group(1)
+        elif detectron2 := _DETECTRON2.match(line):
+            versions["detectron2"] = detectron2.group(1)
+    record = provenance(
+        file_sha256(found) if found else None,
+        {role.lower(): "detectron2:" + "+".join(names)
+         for role, names in datasets.items() if role in ("TRAIN", "TEST") and names},
+        {"input": json.dumps(config["INPUT"], sort_keys=True)} if "INPUT" in config else {},
+        {key: value for key, value in config.items() if key != "OUTPUT_DIR"},
+        None,
+        versions,
+    )  # fmt: skip
+    record["device"] = device  # the training machine's, not this one's
+    record["weights"] = str(found or weights) if weights else None
+    return record
+
+
 def detection_result_path(results_dir: str | os.PathLike | None, model: str, mode: str) -> Path:
     """Where one model's detection result lives: results/detection/<model>__<mode>.json
     (``results_dir`` None: ``$SSL_TRANSFER_RESULTS``, else results/)."""
@@ -143,9 +208,17 @@ def detection_result_path(results_dir: str | os.PathLike | None, model: str, mod
 
 
 def write_detection_result(
-    output_dir: str | os.PathLike, results_dir: str | os.PathLike | None, model: str, mode: str
+    output_dir: str | os.PathLike,
+    results_dir: str | os.PathLike | None,
+    model: str,
+    mode: str,
+    weights: str | None = None,
 ) -> Path:
     """Collect a run's final evaluation and write it atomically as its result JSON."""
     path = detection_result_path(results_dir, model, mode)
     result = collect_detection_result(output_dir)
-    return write_json_atomic(path, {"model": model, "mode": mode, **result})
+    return write_json_atomic(
+        path,
+        {"model": model, "mode": mode, **result,
+         "provenance": detection_provenance(output_dir, weights)},
+    )  # fmt: skip

@@ -5,12 +5,20 @@ Resumable: every finished grid point is one JSON record
 ``results/finetune/<model>__<dataset>/<point>.json``; a rerun skips them and resumes an
 interrupted point from its checkpoint in ``.../ckpt/``. The final record is
 ``results/finetune/<model>__<dataset>.json`` (``__lr<lr>_wd<wd>`` appended when lr and wd are
-given instead of searched). Only rank 0 reads or writes files.
+given instead of searched), with the test outputs beside it (``<same stem>.npz``, see
+``results.write_test_outputs``). Only rank 0 reads or writes files.
+
+``seeds`` > 1 repeats the final train+val -> test run with seeds ``seed, seed + 1, ...`` (the grid
+is searched once, with ``seed``): each seed's run is a resumable record like a grid point
+(``.../final_<point>_seed<s>.json`` and its ``.npz``), and the final record's ``score`` is their
+mean, with a t-interval over seeds (training noise) and a bootstrap interval over test images
+(test-set noise) of that mean.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime
 import os
 from collections.abc import Callable
@@ -23,12 +31,21 @@ from torch import nn
 
 from datasets import ImageDataset, get_dataset_spec, load_split
 from models import BackboneOptions, load_backbone
-from transfer.atomic import atomic_path
+from transfer.bootstrap import interval_fields
 from transfer.calibration import calibration_record
 from transfer.distributed import SINGLE_PROCESS, Distributed, broadcast_object
 from transfer.errors import TransferError
 from transfer.metrics import first_best, score
-from transfer.results import read_result, result_path, software_versions, write_result
+from transfer.results import (
+    compact_scores,
+    provenance,
+    read_result,
+    read_test_outputs,
+    result_path,
+    software_versions,
+    write_result,
+    write_test_outputs,
+)
 from transfer.train import (
     TrainConfig,
     TrainStats,
@@ -42,6 +59,7 @@ from transfer.train import (
 PROTOCOL = "finetune"
 LR_EXPONENTS = (-4.0, -1.0)
 WD_EXPONENTS = (-6.0, -3.0)
+SEED_INTERVAL_LEVEL = 0.95
 
 
 class FinetuneError(TransferError, ValueError):
@@ -109,6 +127,8 @@ class FinetuneSettings:
     results_dir: str | None = None
     progress: bool = True
     backbone: BackboneOptions = BackboneOptions()  # timm models: weights, pool, layers, preprocess
+    bootstrap: int = 2000
+    seeds: int = 1
 
 
 def _check_settings(settings: FinetuneSettings) -> None:
@@ -128,6 +148,10 @@ def _check_settings(settings: FinetuneSettings) -> None:
         raise FinetuneError(f"workers must be >= 0, got {settings.workers}")
     if settings.checkpoint_every < 0:
         raise FinetuneError(f"checkpoint-every must be >= 0, got {settings.checkpoint_every}")
+    if settings.bootstrap < 0:
+        raise FinetuneError(f"bootstrap must be >= 0, got {settings.bootstrap}")
+    if settings.seeds < 1:
+        raise FinetuneError(f"seeds must be >= 1, got {settings.seeds}")
 
 
 def _read_matching(path: Path, recipe: dict, context: Distributed) -> dict | None:
@@ -173,12 +197,25 @@ class _Run:
         self.points_dir = base.with_suffix("")
         self.checkpoint_dir = self.points_dir / "ckpt"
         self.sync_bn = context.enabled and torch.device(device).type == "cuda"
+        self._splits: dict = {}
+
+    def split(self, name: str):
+        """The split ``name``, loaded once per run."""
+        if name not in self._splits:
+            self._splits[name] = load_split(self.spec.name, name, self.settings.data_root)
+        return self._splits[name]
+
+    def provenance(self, split_names: tuple[str, ...]) -> dict:
+        options = {**dataclasses.asdict(self.settings), "image_size": self.image_size}
+        return provenance(
+            self.backbone.identity, {name: self.split(name) for name in split_names},
+            {"train": self.train_transform.transform_id, "eval": self.eval_transform.transform_id},
+            options, self.device)
 
     def loaders(self, train_split: str, eval_split: str):
         """(train loader, eval loader, eval targets) of two splits."""
         s = self.settings
-        train = load_split(self.spec.name, train_split, s.data_root)
-        evaluation = load_split(self.spec.name, eval_split, s.data_root)
+        train, evaluation = self.split(train_split), self.split(eval_split)
         train_loader = make_train_loader(ImageDataset(train, self.train_transform), s.batch_size,
                                          s.seed, self.context, s.workers, self.device)
         eval_loader = make_eval_loader(ImageDataset(evaluation, self.eval_transform),
@@ -250,7 +287,8 @@ def search_grid(run: _Run, grid: list[tuple[float, float]]) -> list[dict]:
         record = {**run.common_fields(), "stage": "search", "lr": lr, "wd": wd,
                   "weight_decay": stats.weight_decay, "train_split": "train",
                   "eval_split": "val", "score": val_score, "n_train": len(train_loader.dataset),
-                  "n_eval": len(eval_targets), "recipe": run.recipe, **_train_fields(stats)}
+                  "n_eval": len(eval_targets), "recipe": run.recipe, **_train_fields(stats),
+                  "provenance": run.provenance(("train", "val"))}
         run.finish_point(name, run.points_dir / f"{name}.json", record)
         run.log(f"{label}: val {run.spec.metric} {val_score:.2f}")
         records[i] = record
@@ -262,11 +300,6 @@ def final_result_path(settings: FinetuneSettings, model: str) -> Path:
     backbone's name (a checkpoint file's stem)."""
     suffix = point_name(settings.lr, settings.wd) if settings.lr is not None else ""
     return result_path(PROTOCOL, model, settings.dataset, suffix, settings.results_dir)
-
-
-def test_logits_path(final_path: Path) -> Path:
-    """``<model>__<dataset>[__suffix].test_logits.npy``: the final model's (n, C) test logits."""
-    return final_path.with_suffix(".test_logits.npy")
 
 
 def best_point(records: list[dict]) -> dict:
@@ -302,21 +335,108 @@ def run_finetune(settings: FinetuneSettings, context: Distributed = SINGLE_PROCE
                               for r in records]}
         run.log(f"best on val: lr={lr:.4g} wd={wd:.4g} ({best['score']:.2f})")
 
-    train_loader, eval_loader, test_targets = run.loaders("trainval", "test")
-    name = "final_" + point_name(lr, wd)
-    stats, logits, test_score = run.train_and_score(lr, wd, train_loader, eval_loader,
-                                                    test_targets, name, f"final {name[6:]}")
-    record = {**run.common_fields(), "stage": "final", "score": test_score, "lr": lr, "wd": wd,
-              "weight_decay": stats.weight_decay, **selection,
-              "train_split": "trainval", "eval_split": "test",
-              "n_train": len(train_loader.dataset), "n_eval": len(test_targets),
-              **calibration_record(logits, test_targets), "recipe": final_recipe,
-              **_train_fields(stats)}
+    used = ("trainval", "test") if given else ("train", "val", "trainval", "test")
+    if settings.seeds == 1:
+        train_loader, eval_loader, test_targets = run.loaders("trainval", "test")
+        name = "final_" + point_name(lr, wd)
+        stats, logits, test_score = run.train_and_score(lr, wd, train_loader, eval_loader,
+                                                        test_targets, name, f"final {name[6:]}")
+        result = {"score": test_score, **interval_fields(run.spec.metric, test_targets, logits,
+                                                         settings.bootstrap),
+                  **calibration_record(logits, test_targets)}
+        n_train = len(train_loader.dataset)
+        train = {"weight_decay": stats.weight_decay, **_train_fields(stats)}
+    else:
+        final_recipe["seeds"] = settings.seeds
+        runs = _seed_runs(run, lr, wd, final_recipe)
+        test_targets, logits = runs[0]["targets"], runs[0]["scores"]
+        result = _seeds_summary(run.spec.metric, runs, settings.bootstrap)
+        test_score, n_train = result["score"], runs[0]["record"]["n_train"]
+        train = {"weight_decay": runs[0]["record"]["weight_decay"]}
+    record = {**run.common_fields(), "stage": "final", **result, "lr": lr, "wd": wd,
+              **selection, "train_split": "trainval", "eval_split": "test", "n_train": n_train,
+              "n_eval": len(test_targets), "recipe": final_recipe, **train,
+              "provenance": run.provenance(used)}
     if context.is_main:  # beside the record, for later analysis (and written before it)
-        with atomic_path(test_logits_path(final_path)) as tmp, open(tmp, "wb") as handle:
-            np.save(handle, logits.astype(np.float32))
-    run.finish_point(name, final_path, record)
+        extra = {} if settings.seeds == 1 else {
+            "seeds": np.array([r["record"]["seed"] for r in runs]),
+            "seed_scores": compact_scores(np.stack([r["scores"] for r in runs]),
+                                          test_targets.ndim == 2)}
+        write_test_outputs(final_path, test_targets, logits, **extra)
+    if settings.seeds == 1:
+        run.finish_point(name, final_path, record)
+    elif context.is_main:
+        write_result(final_path, record)
     if context.is_main and run.checkpoint_dir.is_dir() and not os.listdir(run.checkpoint_dir):
         run.checkpoint_dir.rmdir()
     run.log(f"test {run.spec.metric} {test_score:.2f} -> {final_path}")
     return record
+
+
+def _seed_runs(run: _Run, lr: float, wd: float, final_recipe: dict) -> list[dict]:
+    """The final train+val -> test run once per seed, each kept as a resumable record with its
+    test outputs; returns ``{"record", "targets", "scores"}`` per seed, in seed order."""
+    settings = run.settings
+    seeds = [settings.seed + i for i in range(settings.seeds)]
+    done = []
+    for seed in seeds:
+        recipe = {**final_recipe, "seed": seed}
+        path = run.points_dir / f"final_{point_name(lr, wd)}_seed{seed}.json"
+        done.append((seed, path, recipe, _read_matching(path, recipe, run.context)))
+    runs = []
+    for i, (seed, path, recipe, record) in enumerate(done):
+        label = f"[seed {i + 1}/{len(seeds)}] {seed}"
+        if record is not None:
+            outputs = broadcast_object(read_test_outputs(path) if run.context.is_main else None,
+                                       run.context)
+            run.log(f"{label}: done, test {record['score']:.2f} (skipped)")
+            runs.append({"record": record, "targets": outputs["targets"],
+                         "scores": outputs["scores"].astype(np.float64)})
+            continue
+        run.settings = dataclasses.replace(settings, seed=seed)  # head, data order, augmentation
+        try:
+            train_loader, eval_loader, targets = run.loaders("trainval", "test")
+            name = path.stem
+            stats, logits, test_score = run.train_and_score(lr, wd, train_loader, eval_loader,
+                                                            targets, name, label)
+        finally:
+            run.settings = settings
+        record = {**run.common_fields(), "stage": "seed", "seed": seed, "score": test_score,
+                  **interval_fields(run.spec.metric, targets, logits, settings.bootstrap),
+                  **calibration_record(logits, targets), "lr": lr, "wd": wd,
+                  "weight_decay": stats.weight_decay, "train_split": "trainval",
+                  "eval_split": "test", "n_train": len(train_loader.dataset),
+                  "n_eval": len(targets), "recipe": recipe, **_train_fields(stats),
+                  "provenance": run.provenance(("trainval", "test"))}
+        if run.context.is_main:
+            write_test_outputs(path, targets, logits)
+        run.finish_point(name, path, record)
+        run.log(f"{label}: test {run.spec.metric} {test_score:.2f}")
+        runs.append({"record": record, "targets": targets, "scores": logits})
+    return runs
+
+
+def _seeds_summary(metric: str, runs: list[dict], n_resamples: int) -> dict:
+    """The mean over seeds as ``score``, each seed's score, a t-interval over seeds, the
+    bootstrap interval over test images of the mean, and the mean of the seeds' ECEs."""
+    from scipy import stats
+
+    scores = np.array([r["record"]["score"] for r in runs], dtype=np.float64)
+    mean = float(scores.mean())
+    sd = float(scores.std(ddof=1))
+    low = high = mean  # seeds that agree exactly: scipy has no interval of zero width
+    if sd > 0.0:
+        low, high = stats.t.interval(SEED_INTERVAL_LEVEL, len(scores) - 1, loc=mean,
+                                     scale=sd / np.sqrt(len(scores)))
+    eces = {key: [r["record"][key] for r in runs]
+            for key in ("ece", "ece_temperature_scaled")}
+    return {
+        "score": mean,
+        **interval_fields(metric, runs[0]["targets"], [r["scores"] for r in runs], n_resamples),
+        "seed_scores": [{"seed": r["record"]["seed"], "score": r["record"]["score"],
+                         "ci": r["record"].get("ci")} for r in runs],
+        "seed_interval": {"method": "t", "level": SEED_INTERVAL_LEVEL, "seeds": len(scores),
+                          "mean": mean, "sd": sd, "low": float(low), "high": float(high)},
+        **{key: None if None in values else float(np.mean(values))
+           for key, values in eces.items()},
+    }

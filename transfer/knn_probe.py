@@ -5,13 +5,14 @@ seeded tries) on the same features."""
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from datasets import get_dataset_spec, load_split
 from transfer import metrics
+from transfer.bootstrap import interval_fields
 from transfer.cache import FeatureCache, FeatureOptions, many_shot_features
 from transfer.knn import (
     DEFAULT_KS,
@@ -25,6 +26,7 @@ from transfer.knn import (
     sample_per_class,
 )
 from transfer.protonet import mean_and_ci95
+from transfer.results import provenance
 
 
 def knn_probe(
@@ -42,11 +44,16 @@ def knn_probe(
     seed: int = 0,
     query_chunk: int = QUERY_CHUNK,
     train_chunk: int = TRAIN_CHUNK,
+    bootstrap: int = 2000,
+    arguments: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run the protocol and return its result record (scores in percent).
 
     Impossible requests (k above the train split's size, a shot count above a class's size)
-    fail with a ``KnnError`` before any feature is computed.
+    fail with a ``KnnError`` before any feature is computed. ``bootstrap`` resamples give the
+    chosen k's test interval (0: none); ``arguments`` are the run's options for the provenance
+    (default: this call's own). The chosen k's test class scores are in the record's
+    ``"outputs"`` entry (not JSON: the caller writes them with ``results.write_test_outputs``).
     """
     start = time.perf_counter()
     ks = list(dict.fromkeys(int(k) for k in ks))  # the order given decides ties on val
@@ -75,13 +82,15 @@ def knn_probe(
     splits, x = extracted.splits, extracted.features
     num_classes = len(splits["trainval"].classes)
 
-    def scores_for(train_x, train_y, query_x, query_y, these_ks, progress=False) -> dict:
+    def scores_for(train_x, train_y, query_x, query_y, these_ks, progress=False, keep=None):
         class_scores = knn_class_scores(
             train_x, train_y, query_x, these_ks,
             temperature=temperature, metric_space=metric_space, num_classes=num_classes,
             device=options.device, query_chunk=query_chunk, train_chunk=train_chunk,
             progress=progress,
         )  # fmt: skip
+        if keep is not None:
+            keep.update(class_scores)
         return {k: metrics.score(spec.metric, query_y, class_scores[k]) for k in these_ks}
 
     search_start = time.perf_counter()
@@ -91,8 +100,10 @@ def knn_probe(
 
     test_start = time.perf_counter()
     trainval_y = splits["trainval"].targets
+    test_y = splits["test"].targets
+    test_class_scores: dict = {}
     test = scores_for(
-        x["trainval"], trainval_y, x["test"], splits["test"].targets, ks, options.progress
+        x["trainval"], trainval_y, x["test"], test_y, ks, options.progress, test_class_scores
     )
     test_seconds = time.perf_counter() - test_start
 
@@ -120,6 +131,7 @@ def knn_probe(
         "dataset": dataset,
         "metric": spec.metric,
         "score": float(test[best_k]),
+        **interval_fields(spec.metric, test_y, test_class_scores[best_k], bootstrap),
         "k": best_k,
         "ks": ks,
         "temperature": float(temperature),
@@ -140,6 +152,22 @@ def knn_probe(
             "low_shot_s": low_shot_seconds,
             "total_s": time.perf_counter() - start,
         },
+        "provenance": provenance(
+            backbone.identity,
+            splits,
+            {"eval": extracted.transform_id},
+            arguments
+            if arguments is not None
+            else {
+                "model": backbone.name, "dataset": dataset, "k": ks,
+                "temperature": temperature, "metric_space": metric_space,
+                "n_per_class": list(n_per_class), "tries": tries, "seed": seed,
+                "bootstrap": bootstrap, "image_size": extracted.image_size,
+                "batch_size": options.batch_size, "precision": options.precision,
+            },
+            options.device,
+        ),  # fmt: skip
+        "outputs": {"targets": test_y, "scores": test_class_scores[best_k]},
     }
     if n_per_class:
         # ci95 = 1.96 * std / sqrt(tries), numpy's std (ddof=0), as the few-shot intervals

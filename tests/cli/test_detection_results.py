@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -42,6 +43,7 @@ def test_final_evaluation_from_metrics_json(script, tmp_path: Path) -> None:
     argv = ["--output-dir", str(run), "--model", "byol", "--mode", "frozen"]
     assert script.main([*argv, "--results-dir", str(results)]) == 0
     written = json.loads((results / "detection" / "byol__frozen.json").read_text())
+    assert written.pop("provenance")["checkpoint"] is None  # no config.yaml to name the weights
     assert written == {
         "model": "byol",
         "mode": "frozen",
@@ -76,6 +78,55 @@ def test_log_fallback_without_metrics_json(script, tmp_path: Path) -> None:
     assert (written["AP"], written["AP50"], written["AP75"]) == (54.91, 82.57, 60.82)
     assert written["iteration"] == 143999
     assert written["source"] == str((run / "log.txt").resolve())
+
+
+ENVIRONMENT = """\
+[11/27 10:00:00 detectron2]: Environment info:
+----------------------  ---------------------------------------------------------------
+sys.platform            linux
+detectron2              0.6 @/opt/detectron2/detectron2
+GPU 0,1,2,3,4,5,6,7     Tesla V100-SXM2-32GB (arch=7.0)
+----------------------  ---------------------------------------------------------------
+"""
+
+
+def test_provenance_from_the_config_and_the_environment_table(script, tmp_path: Path) -> None:
+    tools = tmp_path / "detectron2" / "tools"
+    run = tools / "output" / "byol-frozen"
+    run.mkdir(parents=True)
+    weights = tmp_path / "models" / "detectron2" / "byol.pkl"
+    weights.parent.mkdir(parents=True)
+    weights.write_bytes(b"converted weights")
+    # as train_net.py run from tools/ leaves it: the weights path relative to tools/
+    (run / "config.yaml").write_text(
+        'MODEL:\n  WEIGHTS: "../../models/detectron2/byol.pkl"\n  DEVICE: cuda\n'
+        "DATASETS:\n  TRAIN: [voc_2007_trainval, voc_2012_trainval]\n  TEST: [voc_2007_test]\n"
+        "INPUT:\n  MIN_SIZE_TEST: 800\n  FORMAT: RGB\n"
+        "SOLVER:\n  BASE_LR: 0.0025\n  MAX_ITER: 144000\n"
+        f"OUTPUT_DIR: {run}\n"
+    )
+    (run / "log.txt").write_text(ENVIRONMENT + LOG)
+    argv = ["--output-dir", str(run), "--model", "byol", "--mode", "frozen"]
+    assert script.main([*argv, "--results-dir", str(tmp_path / "res")]) == 0
+    written = json.loads((tmp_path / "res" / "detection" / "byol__frozen.json").read_text())
+    made = written["provenance"]
+    assert made["checkpoint"] == hashlib.sha256(b"converted weights").hexdigest()
+    assert made["splits"] == {"train": "detectron2:voc_2007_trainval+voc_2012_trainval",
+                              "test": "detectron2:voc_2007_test"}
+    assert json.loads(made["transform"]["input"]) == {"MIN_SIZE_TEST": 800, "FORMAT": "RGB"}
+    assert made["options"]["SOLVER"] == {"BASE_LR": 0.0025, "MAX_ITER": 144000}
+    assert "OUTPUT_DIR" not in made["options"]
+    assert made["device"] == "Tesla V100-SXM2-32GB (arch=7.0)"
+    assert made["versions"]["detectron2"] == "0.6"
+    assert set(made["code"]) == {"version", "commit", "dirty"}
+
+    # --weights names the file when the config's path does not resolve here
+    other = tmp_path / "elsewhere.pkl"
+    other.write_bytes(b"other weights")
+    assert script.main([*argv, "--results-dir", str(tmp_path / "res"),
+                        "--weights", str(other)]) == 0
+    written = json.loads((tmp_path / "res" / "detection" / "byol__frozen.json").read_text())
+    assert written["provenance"]["checkpoint"] == hashlib.sha256(b"other weights").hexdigest()
 
 
 def test_log_fallback_when_metrics_json_has_no_evaluation(script, tmp_path: Path) -> None:

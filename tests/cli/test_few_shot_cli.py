@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -76,6 +77,15 @@ def test_every_shot_count_gets_a_result_from_one_feature_pass(
         )
         assert record["episodes"] == 40 and record["seed"] == 0 and record["n_support"] == shots
         assert 0 <= record["accuracy"] <= 100 and record["ci95"] >= 0
+        made = record["provenance"]
+        assert made["checkpoint"] == hashlib.sha256(
+            (models_dir / "tiny-resnet.pth").read_bytes()
+        ).hexdigest()
+        pool = load_split(dataset, "fewshot", tmp_path / "data")
+        assert made["splits"] == {"fewshot": pool.identity}
+        assert made["transform"] == {"fewshot": "fewshot-32-norm"}
+        assert made["options"]["n_support"] == shots and made["options"]["n_way"] == 3
+        assert "cache_dir" not in made["options"] and "results_dir" not in made["options"]
     assert len(list((tmp_path / "f").rglob("*.pt"))) == 1
 
 

@@ -5,13 +5,19 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from scipy import stats
 
+from datasets import load_split
 from tests.fixtures.dataset_layouts import write_layout
+from transfer import metrics
+from transfer.bootstrap import resample_indices
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -32,11 +38,13 @@ def test_grid_search_run_writes_its_records(tmp_path):
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "grid: 2 points, 0 done, 2 to train" in done.stdout
-    last = done.stdout.strip().splitlines()[-1]
+    last, interval = done.stdout.strip().splitlines()[-2:]
     assert last.startswith("random on flowers: test mean_per_class_accuracy ")
     folder = tmp_path / "results" / "finetune"
     final = json.loads((folder / "random__flowers.json").read_text())
     assert f"{final['score']:.2f}" in last and "ECE" in last
+    assert interval == (f"95% interval: [{final['ci'][0]:.2f}, {final['ci'][1]:.2f}] "
+                        "(bootstrap, 2000 resamples of 12 test images)")
     assert final["recipe"] == {"steps": 2, "batch_size": 4, "image_size": 16,
                                "data_augmentation": False, "normalize": True, "seed": 0,
                                "precision": "fp32", "selection": "grid", "grid_size": 1}
@@ -48,6 +56,7 @@ def test_grid_search_run_writes_its_records(tmp_path):
     (["-d", "nosuchset", "-m", "random"], "nosuchset"),
     (["-d", "digits", "-m", "random", "--lr", "0.1"], "give both --lr and --wd"),
     (["-d", "digits", "-m", "random", "-g", "0"], "grid-size must be >= 1"),
+    (["-d", "digits", "-m", "random", "--seeds", "0"], "seeds must be >= 1"),
     (["-d", "digits", "-m", "moco-v2", "--models-dir", "{tmp}"], "no checkpoint at {tmp}"),
 ])
 def test_bad_input_is_one_clear_error(argv, message, tmp_path, capsys):
@@ -103,3 +112,67 @@ def test_an_unwritable_results_folder_fails_before_any_training(tmp_path, capsys
     assert status == 2
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith("finetune.py: error: cannot write to the results folder ")
+
+
+def test_seeds_repeat_the_final_run_once_the_grid_is_searched(tmp_path, capsys):
+    """--seeds 2 on digits: the grid is searched once, the final run is repeated with seeds 0 and
+    1 (each a resumable record with its outputs), and the record holds their mean, a t-interval
+    and a bootstrap interval of the mean; seed 0's run is the plain run."""
+    cli = load_cli()
+    common = ["-m", "random", "-d", "digits", "-b", "4", "-i", "16", "-w", "0", "-g", "1",
+              "--steps", "2", "--no-da", "--device", "cpu", "--no-progress",
+              "--bootstrap", "300"]
+    assert cli.main([*common, "--results-dir", str(tmp_path / "plain")]) == 0
+    plain = json.loads((tmp_path / "plain" / "finetune" / "random__digits.json").read_text())
+    assert "seed_interval" not in plain
+    capsys.readouterr()
+
+    # the same grid records in another results folder: the seeds run must not train them again
+    folder = tmp_path / "seeds" / "finetune"
+    shutil.copytree(tmp_path / "plain" / "finetune" / "random__digits", folder / "random__digits")
+    assert cli.main([*common, "--results-dir", str(tmp_path / "seeds"), "--seeds", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "grid: 2 points, 2 done, 0 to train" in out
+    record = json.loads((folder / "random__digits.json").read_text())
+    point = f"final_lr{record['lr']:.4g}_wd{record['wd']:.4g}"
+    runs = [json.loads((folder / "random__digits" / f"{point}_seed{s}.json").read_text())
+            for s in (0, 1)]
+    assert [r["seed"] for r in runs] == [0, 1] and all(r["stage"] == "seed" for r in runs)
+    assert runs[0]["score"] == plain["score"]  # seed 0 is the plain run
+    scores = np.array([r["score"] for r in runs])
+    assert record["score"] == pytest.approx(scores.mean())
+    assert record["seed_scores"] == [{"seed": r["seed"], "score": r["score"], "ci": r["ci"]}
+                                     for r in runs]
+    half = stats.t.ppf(0.975, df=1) * scores.std(ddof=1) / np.sqrt(2)
+    interval = record["seed_interval"]
+    assert (interval["low"], interval["high"]) == pytest.approx(
+        (scores.mean() - half, scores.mean() + half))
+    assert interval["method"] == "t" and interval["seeds"] == 2
+
+    # the interval over test images is that of the mean of the two runs, on shared resamples
+    targets = load_split("digits", "test").targets
+    outputs = [np.load(folder / "random__digits" / f"{point}_seed{s}.npz") for s in (0, 1)]
+    indices = resample_indices(targets, "accuracy", 300, seed=0)
+    means = [np.mean([metrics.score("accuracy", targets[row], o["scores"][row]) for o in outputs])
+             for row in indices]
+    assert record["ci"] == pytest.approx(list(np.percentile(means, [2.5, 97.5])))
+    final_outputs = np.load(folder / "random__digits.npz")
+    np.testing.assert_array_equal(final_outputs["seeds"], [0, 1])
+    np.testing.assert_array_equal(final_outputs["seed_scores"][1], outputs[1]["scores"])
+
+    lines = out.strip().splitlines()
+    assert lines[-3].startswith("random on digits: test accuracy ")
+    assert lines[-2] == (f"95% interval: [{record['ci'][0]:.2f}, {record['ci'][1]:.2f}] "
+                         "(bootstrap, 300 resamples of 597 test images)")
+    assert lines[-1] == (f"2 seeds: 0: {runs[0]['score']:.2f}, 1: {runs[1]['score']:.2f}; "
+                         f"mean {scores.mean():.2f}, 95% t-interval "
+                         f"[{interval['low']:.2f}, {interval['high']:.2f}]")
+
+    # resumable: a finished seed is read back, a missing one is trained again, to the same number
+    (folder / "random__digits.json").unlink()
+    (folder / "random__digits" / f"{point}_seed1.json").unlink()
+    assert cli.main([*common, "--results-dir", str(tmp_path / "seeds"), "--seeds", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "[seed 1/2] 0: done" in out and "[seed 2/2] 1: test accuracy" in out
+    again = json.loads((folder / "random__digits.json").read_text())
+    assert again["score"] == record["score"] and again["ci"] == record["ci"]

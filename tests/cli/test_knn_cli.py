@@ -18,8 +18,11 @@ from models.backbone import load_backbone
 from tests.cli.test_linear_cli import direct_features, linear_argv
 from tests.fixtures.checkpoints import write_common_format
 from tests.fixtures.dataset_layouts import write_layout
+from transfer import metrics
+from transfer.bootstrap import bootstrap_ci
 from transfer.cache import FeatureCache, FeatureOptions, many_shot_features
 from transfer.knn import sample_per_class
+from transfer.results import read_test_outputs
 
 T = 0.07
 
@@ -101,10 +104,14 @@ def check_against_sklearn(record, out, xy, model, dataset, ks, tries, seed):
     assert record["score"] == pytest.approx(test[best_k], abs=1e-9)
     assert record["temperature"] == T and record["metric_space"] == "cosine"
     name = {"accuracy": "accuracy", "mean_per_class_accuracy": "mean per-class accuracy"}[metric]
-    assert (
-        f"kNN {name} for {model} on {dataset}: {test[best_k]:.2f}% (k={best_k})"
-        in out.strip().splitlines()
+    lines = out.strip().splitlines()
+    final = lines.index(f"kNN {name} for {model} on {dataset}: {test[best_k]:.2f}% (k={best_k})")
+    low, high = record["ci"]
+    n_test = len(xy["test"][1])
+    assert lines[final + 1] == (
+        f"95% interval: [{low:.2f}, {high:.2f}] (bootstrap, 2000 resamples of {n_test} test images)"
     )
+    assert low <= record["score"] <= high
     # low-shot: the seeded draws, scored like the rest, mean and 1.96 * std / sqrt(tries)
     low = record["low_shot"]
     assert low["tries"] == tries and low["seed"] == seed
@@ -145,6 +152,17 @@ def test_digits_equal_sklearn_and_rerun_from_cache(tmp_path, capsys):
     assert 50 < min(test.values()) and max(test.values()) < 99  # overlapping classes
     keys = [(r["n_per_class"], r["k"]) for r in record["low_shot"]["results"]]
     assert keys == [(1, 10), (3, 10), (3, 20)]  # k <= n x 10 classes
+    # the chosen k's test class scores beside the record: score and interval recomputed from them
+    (path,) = (tmp_path / "r" / "knn").glob("random__digits__*.json")
+    stored = read_test_outputs(path)
+    np.testing.assert_array_equal(stored["targets"], cached.targets("test"))
+    assert metrics.score("accuracy", stored["targets"], stored["scores"]) == record["score"]
+    assert list(bootstrap_ci("accuracy", stored["targets"], stored["scores"])) == record["ci"]
+    made = record["provenance"]
+    assert made["checkpoint"] == load_backbone("random").identity
+    assert made["splits"] == {name: load_split("digits", name).identity for name in cached.splits}
+    assert made["transform"] == {"eval": "eval-16-norm"}
+    assert made["options"]["k"] == [10, 20, 100, 200] and made["options"]["bootstrap"] == 2000
 
     assert knn.main(argv) == 0
     capsys.readouterr()

@@ -3,7 +3,12 @@ computation written the way the original did it."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import io
 import json
+import shutil
+import subprocess
 import warnings
 
 import numpy as np
@@ -14,12 +19,16 @@ from sklearn.metrics import confusion_matrix
 
 import linear
 from datasets import build_transform, load_split
-from models.backbone import load_backbone
+from models.backbone import load_backbone, random_backbone
+from models.registry import REPO_ROOT
 from tests.fixtures.checkpoints import write_common_format
 from tests.fixtures.dataset_layouts import write_layout, write_overlapping_images
+from transfer import metrics, results
+from transfer.bootstrap import bootstrap_ci
 from transfer.cache import FeatureCache, FeatureOptions, many_shot_features
 from transfer.calibration import expected_calibration_error, temperature_scaled_ece
 from transfer.logreg import default_C_grid, fit_logreg, fit_logreg_grid
+from transfer.results import read_test_outputs
 
 IMAGE_SIZE = 32
 
@@ -131,6 +140,8 @@ def test_chosen_C_and_score_equal_an_independent_sklearn_run(dataset, models_dir
     )
     assert "ECE: " in out and "temperature scaled ECE: " in out
     assert len(record["val_scores"]) == 45
+    checkpoint = (models_dir / "tiny-resnet.pth").read_bytes()
+    assert record["provenance"]["checkpoint"] == hashlib.sha256(checkpoint).hexdigest()
     assert record["sizes"]["train"] + record["sizes"]["val"] == record["sizes"]["trainval"]
 
     # a rerun reads every feature from the cache
@@ -355,3 +366,134 @@ def test_a_truncated_image_is_one_line_naming_the_file(models_dir, tmp_path, cap
     assert linear.main(argv) == 2
     (line,) = _error_lines(capsys.readouterr().err)
     assert line.startswith(f"error: cannot read image {image}: ")
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    """linear.py once on digits (random model, 16 px, an 8-value C grid): (argv, stdout, record)."""
+    tmp = tmp_path_factory.mktemp("digits")
+    argv = [
+        "-d", "digits", "-m", "random", "-i", "16", "-w", "8",
+        "--cache-dir", str(tmp / "f"), "--results-dir", str(tmp / "r"),
+        "--device", "cpu", "--workers", "0",
+    ]  # fmt: skip
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert linear.main(argv) == 0
+    record = json.loads(_result_file(argv).read_text())
+    return argv, out.getvalue(), record
+
+
+def _result_file(argv):
+    return linear.result_files(linear.parse_args(argv), "random")[0]
+
+
+def test_digits_interval_and_plateau_are_printed_and_recorded(digits_run):
+    _, out, record = digits_run
+    lines = out.splitlines()
+    final = next(i for i, line in enumerate(lines) if line.startswith("Final accuracy"))
+    assert lines[final] == (
+        f"Final accuracy for random on digits: {record['score']:.2f}% "
+        f"using hyperparameter C: {record['C']:.3f}"
+    )
+    low, high = record["ci"]
+    assert lines[final + 1] == (
+        f"95% interval: [{low:.2f}, {high:.2f}] (bootstrap, 2000 resamples of 597 test images)"
+    )
+    assert low < record["score"] < high
+    assert record["interval"] == {
+        "method": "bootstrap", "level": 0.95, "resamples": 2000, "seed": 0, "test_images": 597,
+    }  # fmt: skip
+
+    # the plateau: every C within one val image (accuracy: 100 / n_val) of the best val score
+    plateau = record["plateau"]
+    tolerance = 100.0 / len(load_split("digits", "val"))
+    assert plateau["tolerance"] == pytest.approx(tolerance)
+    grid = [float(C) for C in record["val_scores"]]
+    val = np.array(list(record["val_scores"].values()))
+    inside = [i for i, v in enumerate(val) if v >= val.max() - tolerance]
+    assert plateau["Cs"] == [grid[i] for i in inside]
+    assert (plateau["low_C"], plateau["high_C"]) == (min(plateau["Cs"]), max(plateau["Cs"]))
+    assert plateau["grid_steps"] == max(inside) - min(inside) + 1
+    assert record["C"] in plateau["Cs"]
+    assert plateau["grid_steps"] > 1  # this run's val curve is flat near the top
+    test = plateau["test_scores"]
+    assert lines[final + 2] == (
+        f"C plateau: {plateau['low_C']:.0e}..{plateau['high_C']:.0e} "
+        f"({plateau['grid_steps']} grid steps), test {test['low']:.1f}..{test['high']:.1f}%"
+    )
+
+
+def test_digits_plateau_ends_are_refits_as_the_final_fit_is_made(digits_run):
+    """Each end's test score is the protocol's final step had it chosen that C: the grid's last
+    fit (the original's single estimator) refit on train+val at that C. Random-init digits
+    features are so ill-conditioned that rounding (scikit-learn's stopping rule, BLAS threads)
+    moves these capped fits by a test image or more, so the reference is made with the same
+    solver (transfer.logreg) rather than a separate scikit-learn script."""
+    argv, _, record = digits_run
+    cache = argv[argv.index("--cache-dir") + 1]
+    extracted = many_shot_features(
+        random_backbone(), "digits", cache=FeatureCache(cache), options=FeatureOptions(16)
+    )
+    assert extracted.cached
+    x = extracted.features
+    y = {name: extracted.targets(name) for name in x}
+    grid = fit_logreg_grid(
+        x["train"], y["train"], x["val"], y["val"], default_C_grid(8), "accuracy", progress=False
+    )
+    assert grid.val_scores == list(record["val_scores"].values())
+    for end in ("low", "high"):
+        C = record["plateau"][f"{end}_C"]
+        model = fit_logreg(x["trainval"], y["trainval"], C, warm_start_from=grid.last_model)
+        expected = 100.0 * np.mean(model.predict(x["test"]) == y["test"])
+        assert record["plateau"]["test_scores"][end] == expected
+        if C == record["C"]:
+            assert expected == record["score"]
+
+
+def test_digits_outputs_and_provenance(digits_run):
+    argv, _, record = digits_run
+    stored = read_test_outputs(_result_file(argv))
+    test = load_split("digits", "test")
+    np.testing.assert_array_equal(stored["targets"], test.targets)
+    assert stored["scores"].shape == (597, 10) and stored["scores"].dtype == np.float16
+    # the score and its interval, recomputed from the file alone
+    assert metrics.score("accuracy", stored["targets"], stored["scores"], stored["classes"]) == (
+        record["score"]
+    )
+    assert list(bootstrap_ci("accuracy", stored["targets"], stored["scores"])) == record["ci"]
+
+    made = record["provenance"]
+    assert made["checkpoint"] == random_backbone().identity
+    assert made["splits"] == {
+        name: load_split("digits", name).identity for name in ("trainval", "test", "train", "val")
+    }
+    assert made["transform"] == {"eval": "eval-16-norm"}
+    options = made["options"]
+    assert (options["wd_values"], options["bootstrap"], options["image_size"]) == (8, 2000, 16)
+    assert "cache_dir" not in options and "workers" not in options
+    assert made["code"]["version"] == results.project_version()
+    if shutil.which("git") and (REPO_ROOT / ".git").exists():
+        head = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
+        assert made["code"]["commit"] == head and isinstance(made["code"]["dirty"], bool)
+
+
+def test_digits_given_C_without_bootstrap_has_no_interval_or_plateau(digits_run, capsys):
+    argv, _, _ = digits_run
+    argv = [*argv, "--C", "1.0", "--bootstrap", "0"]
+    assert linear.main(argv) == 0
+    out = capsys.readouterr().out
+    assert _result_file(argv).name == "random__digits__C1__w8__i16.json"
+    record = json.loads(_result_file(argv).read_text())
+    assert "ci" not in record and "interval" not in record and "plateau" not in record
+    assert "interval" not in out and "C plateau" not in out
+    assert record["provenance"]["options"]["C"] == 1.0
+
+
+def test_negative_bootstrap_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        linear.main(["-d", "digits", "-m", "random", "--bootstrap", "-1"])
+    assert exit_info.value.code == 2
+    assert "--bootstrap: expected an integer >= 0, got -1" in capsys.readouterr().err

@@ -3,6 +3,7 @@ iterations (finite loss, frozen encoder untouched), resume, evaluate, results JS
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -57,6 +58,16 @@ def test_prepare_train_resume_evaluate(scripts, tmp_path: Path, capsys) -> None:
         assert 0 <= record[key] <= 180
     assert record["within_11.25"] <= record["within_22.5"] <= record["within_30"] <= 100
     assert record["score"] == record["median_angle_error"] and record["iterations"] == 2
+    made = record["provenance"]
+    assert made["checkpoint"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert made["trained_checkpoint"] == hashlib.sha256(
+        (ckpt / "epoch_2.pth").read_bytes()).hexdigest()
+    listing = data / "NYUv2" / "surfacenormal_metadata"
+    assert made["splits"] == {
+        split: hashlib.sha256((listing / f"{split}_SN40.json").read_bytes()).hexdigest()
+        for split in ("train", "test")}
+    assert made["transform"] == {"test": "normals-scales32-max1000-norm"}
+    assert made["options"]["scales"] == [32] and made["options"]["recipe"]["num_epoch"] == 2
 
 
 def test_clear_errors(scripts, tmp_path: Path, capsys) -> None:

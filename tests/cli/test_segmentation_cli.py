@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -58,6 +59,14 @@ def test_train_evaluate(scripts, tmp_path: Path, monkeypatch) -> None:
     assert (record["protocol"], record["model"], record["dataset"]) == (
         "segmentation", "byol", "ade20k")
     assert record["test_scales"] == [32, 48] and record["images"] == 2
+    made = record["provenance"]
+    assert made["checkpoint"] == hashlib.sha256((models / "byol.pth").read_bytes()).hexdigest()
+    assert made["trained_checkpoint"] == hashlib.sha256(
+        (ckpt / "epoch_1.pth").read_bytes()).hexdigest()
+    assert made["splits"] == {
+        split: hashlib.sha256((data / "ADE20K" / f"{name}.odgt").read_bytes()).hexdigest()
+        for split, name in (("train", "training"), ("val", "validation"))}
+    assert made["transform"] == {"test": "segmentation-scales32_48-max64-pad32-norm"}
 
     # recompute from the checkpoint with a plain loop and a direct confusion matrix
     from transfer.dense.ade20k import read_odgt

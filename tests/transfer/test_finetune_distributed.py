@@ -69,10 +69,10 @@ def test_torchrun_finetune_cli(tmp_path):
     folder = tmp_path / "finetune"
     # one record and its logits; no checkpoint or temporary file left behind
     assert sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) == [
-        "random__digits__lr0.01_wd0.json", "random__digits__lr0.01_wd0.test_logits.npy"]
+        "random__digits__lr0.01_wd0.json", "random__digits__lr0.01_wd0.npz"]
     record = json.loads((folder / "random__digits__lr0.01_wd0.json").read_text())
     assert record["world_size"] == 2 and record["n_eval"] == 597 and record["n_train"] == 1200
-    logits = np.load(folder / "random__digits__lr0.01_wd0.test_logits.npy")
+    logits = np.load(folder / "random__digits__lr0.01_wd0.npz")["scores"]
     targets = load_split("digits", "test").targets
     assert logits.shape == (597, 10)
     assert record["score"] == 100.0 * np.mean(logits.argmax(1) == targets)
