@@ -18,7 +18,7 @@ from scipy import stats
 from transfer import report
 from transfer.report import ReportError
 
-PAPER_CSV = Path(report.__file__).resolve().parent / "paper"
+PAPER_CSV = report.PAPER_DIR
 MODELS = ["insdis", "pirl", "moco-v2", "byol", "swav"]  # all with a published ImageNet top-1
 LINEAR_SETS = ["aircraft", "dtd", "voc2007"]
 FEW_SHOT_SETS = ["dtd", "eurosat", "isic"]

@@ -1,0 +1,77 @@
+"""``write_report``: gather, tabulate, correlate, plot, and write Markdown, CSV and PNG files."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from transfer.atomic import atomic_path
+from transfer.report.correlation import correlation_table, imagenet_top1
+from transfer.report.gather import gather_results
+from transfer.report.paper import compare_with_paper, load_paper_tables
+from transfer.report.plots import plot_correlations, plot_heatmap
+from transfer.report.tables import Table, build_tables
+
+
+def _write_text(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return path
+
+
+def write_table(table: Table, folder: Path) -> list[Path]:
+    """``<name>.csv`` (full precision) and ``<name>.md`` in ``folder``."""
+    csv = _write_text(folder / f"{table.name}.csv", table.csv_frame().to_csv())
+    markdown = _write_text(folder / f"{table.name}.md", f"## {table.title}\n\n"
+                           f"{table.markdown()}\n")
+    return [csv, markdown]
+
+
+@dataclass
+class Report:
+    """What ``write_report`` produced."""
+
+    tables: list[Table]
+    correlation: Table
+    comparisons: list[Table]
+    files: list[Path]
+    problems: list[str]
+
+
+def write_report(results_dir: str | Path, out_dir: str | Path, paper: bool = False,
+                 extra_top1: Mapping[str, float] | None = None) -> Report:
+    """Gather the results, write tables (Markdown + CSV), the correlation table, the plots and
+    ``report.md`` that shows them all; with ``paper``, the paper's numbers beside ours.
+    ``extra_top1`` adds ImageNet top-1 values of other models (by result label) to the
+    correlations; models without one are tabulated but left out of them."""
+    out = Path(out_dir)
+    results = gather_results(results_dir)
+    tables = build_tables(results)
+    top1 = imagenet_top1(extra_top1)
+    correlation = correlation_table(tables, top1)
+    comparisons = []
+    if paper:
+        reference = load_paper_tables()
+        comparisons = [c for t in tables if t.name in reference
+                       if (c := compare_with_paper(t, reference[t.name])) is not None]
+    files: list[Path] = []
+    sections = [f"# Transfer results\n\n{results.files} result files from `{results_dir}`.\n"]
+    for table in [*tables, *comparisons, correlation]:
+        files += write_table(table, out / "tables")
+        sections.append(f"## {table.title}\n\n{table.markdown()}\n\n"
+                        f"[CSV](tables/{table.name}.csv)\n")
+        if table.percent_columns:
+            plot = plot_correlations(table, top1, out / "plots" / f"{table.name}_vs_imagenet.png")
+            files.append(plot)
+            sections.append(f"![{table.name} vs ImageNet top-1](plots/{plot.name})\n")
+        if table.heatmap:
+            plot = plot_heatmap(table, out / "plots" / f"{table.name}_heatmap.png")
+            files.append(plot)
+            sections.append(f"![{table.name} heatmap](plots/{plot.name})\n")
+    if results.problems:
+        sections.append("## Files left out\n\n" + "\n".join(f"- {p}" for p in results.problems)
+                        + "\n")
+    files.append(_write_text(out / "report.md", "\n".join(sections)))
+    return Report(tables, correlation, comparisons, files, results.problems)
