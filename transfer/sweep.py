@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from datasets.registry import DATASETS
+from datasets.registry import CROSS_DOMAIN, DATASETS, MANY_SHOT, PAPER_DATASETS
 from models.registry import MODELS, PAPER_MODELS, REPO_ROOT, ModelError, default_models_dir
 from models.resolve import CUSTOM, FILE, model_label, resolve_model
 from transfer.arguments import backbone_options
@@ -38,12 +38,11 @@ SCRIPTS = {"linear": "linear.py", "few_shot": "few_shot.py", "finetune": "finetu
 CACHED_PROTOCOLS = frozenset({"linear", "few_shot", "knn"})
 PAPER_N_SUPPORT: tuple[int, ...] = (5, 20, 50)
 
-_PAPER_DATASETS = [name for name, spec in DATASETS.items() if not spec.demo]
 DATASET_SETS: dict[str, list[str]] = {
-    "all": _PAPER_DATASETS,
-    "many-shot": [n for n in _PAPER_DATASETS if not DATASETS[n].few_shot_only],
-    "cross-domain": [n for n in _PAPER_DATASETS if DATASETS[n].few_shot_only],
-    "few-shot": [n for n in _PAPER_DATASETS if not DATASETS[n].multilabel],
+    "all": list(PAPER_DATASETS),
+    "many-shot": list(MANY_SHOT),
+    "cross-domain": list(CROSS_DOMAIN),
+    "few-shot": [n for n in PAPER_DATASETS if not DATASETS[n].multilabel],
 }
 MODEL_SETS: dict[str, list[str]] = {"all": list(MODELS), "paper": list(PAPER_MODELS)}
 # The sweep sets these itself; an --extra that sets them too would make the skip check lie.
