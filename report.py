@@ -64,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for problem in report.problems:
         print(f"warning: left out {problem}", file=sys.stderr)
+    for warning in report.warnings:
+        print(f"warning: {warning}")
     names = ", ".join(t.name for t in [*report.tables, *report.comparisons, report.correlation])
     print(f"tables: {names}")
     print(f"wrote {len(report.files)} files; open {args.out / 'report.md'}")

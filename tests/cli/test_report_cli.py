@@ -42,3 +42,18 @@ def test_report_errors_name_the_folder(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"report.py: error: {missing}: no such results folder" in err
     assert not Path(tmp_path / "r").exists()
+
+
+def test_report_prints_a_warning_for_mixed_code_versions(tmp_path, capsys):
+    results = tmp_path / "results"
+    (results / "linear").mkdir(parents=True)
+    for model, commit in (("byol", "1" * 40), ("pirl", "2" * 40)):
+        record = {"protocol": "linear", "model": model, "dataset": "dtd", "score": 60.0,
+                  "provenance": {"splits": {"test": "same"},
+                                 "code": {"version": "0.1.0", "commit": commit, "dirty": False}}}
+        (results / "linear" / f"{model}__dtd.json").write_text(json.dumps(record))
+    assert report_script.main(["--results", str(results), "--out", str(tmp_path / "r")]) == 0
+    warning = (f"warning: linear mixes records of 2 code versions: {'1' * 40} (1: byol/dtd); "
+               f"{'2' * 40} (1: pirl/dtd)")
+    assert warning in capsys.readouterr().out.splitlines()
+    assert warning.removeprefix("warning: ") in (tmp_path / "r" / "report.md").read_text()

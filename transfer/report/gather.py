@@ -37,8 +37,9 @@ class Results:
     problems: list[str] = field(default_factory=list)
 
 
-_SCORE_COLUMNS = ["protocol", "model", "dataset", "metric", "score", "ci95", "n_way", "n_support",
-                  "ece", "ece_scaled", "file", "canonical", "created"]
+_SCORE_COLUMNS = ["protocol", "model", "dataset", "metric", "score", "ci95", "ci_low", "ci_high",
+                  "n_way", "n_support", "ece", "ece_scaled", "file", "canonical", "created",
+                  "version", "splits"]
 
 
 def _read_records(folder: Path, problems: list[str]) -> list[tuple[Path, dict[str, Any]]]:
@@ -74,14 +75,76 @@ def _score_row(protocol: str, path: Path, record: dict[str, Any],
         return None
     if protocol == "finetune" and record.get("stage", "final") != "final":
         return None
-    scaled = record.get("ece_temperature_scaled", record.get("ece_scaled"))  # (older linear)
+    # the unified key first (ece_temperature_scaled), then the linear protocol's older one
+    scaled = record.get("ece_temperature_scaled", record.get("ece_scaled"))
+    # a finetune record of several seeds scores their mean
+    score = _number(record.get("mean")) if "mean" in record else _number(record["score"])
+    if math.isnan(score):
+        score = _number(record["score"])
+    ci95 = _number(record.get("ci95"))
+    low, high = _interval(record.get("ci"))
+    if math.isnan(low) and not math.isnan(ci95):  # few-shot: mean +- the episodes' 95% CI
+        low, high = score - ci95, score + ci95
     return {"protocol": protocol, "model": record["model"], "dataset": record["dataset"],
-            "metric": record.get("metric"), "score": _number(record["score"]),
-            "ci95": _number(record.get("ci95")), "n_way": record.get("n_way"),
+            "metric": record.get("metric"), "score": score, "ci95": ci95, "ci_low": low,
+            "ci_high": high, "n_way": record.get("n_way"),
             "n_support": record.get("n_support"), "ece": _number(record.get("ece")),
             "ece_scaled": _number(scaled), "file": str(path),
             "canonical": path.stem == f"{record['model']}__{record['dataset']}",
-            "created": str(record.get("created", ""))}
+            "created": str(record.get("created", "")), **provenance_summary(record)}
+
+
+def _interval(value: Any) -> tuple[float, float]:
+    """``[low, high]`` of a record's ``ci``, or NaNs."""
+    if isinstance(value, (list, tuple)) and len(value) == 2:
+        low, high = _number(value[0]), _number(value[1])
+        if low <= high:
+            return low, high
+    return math.nan, math.nan
+
+
+def provenance_summary(record: dict[str, Any]) -> dict[str, Any]:
+    """``version``: the code that wrote the record (commit, ``+dirty`` when the checkout had
+    changes), None without provenance; ``splits``: split name -> identity, None without."""
+    provenance = record.get("provenance")
+    if not isinstance(provenance, dict):
+        return {"version": None, "splits": None}
+    code = provenance.get("code") if isinstance(provenance.get("code"), dict) else {}
+    commit = code.get("commit") or code.get("version") or "unknown"
+    version = f"{commit}{'+dirty' if code.get('dirty') else ''}"
+    splits = provenance.get("splits")
+    return {"version": version, "splits": dict(splits) if isinstance(splits, dict) else None}
+
+
+def _counted(groups: dict[str, list[str]]) -> str:
+    return "; ".join(f"{key} ({len(models)}: {', '.join(models)})"
+                     for key, models in sorted(groups.items()))
+
+
+def provenance_warnings(rows: pd.DataFrame, label: str) -> list[str]:
+    """What a table built from ``rows`` mixes: records of different code versions (commit and
+    dirty flag), records with and without provenance, or different identities of one dataset's
+    split; one line each, naming ``label`` and the records concerned."""
+    warnings = []
+    names = [f"{m}/{d}" for m, d in zip(rows["model"], rows["dataset"], strict=True)]
+    versions: dict[str, list[str]] = {}
+    for name, version in zip(names, rows["version"], strict=True):
+        versions.setdefault(version if isinstance(version, str) else "no provenance",
+                            []).append(name)
+    if len(versions) > 1:
+        warnings.append(f"{label} mixes records of {len(versions)} code versions: "
+                        f"{_counted(versions)}")
+    identities: dict[tuple[str, str], dict[str, list[str]]] = {}
+    for model, dataset, splits in zip(rows["model"], rows["dataset"], rows["splits"],
+                                      strict=True):
+        for split, identity in (splits or {}).items():
+            identities.setdefault((dataset, split), {}).setdefault(str(identity)[:12],
+                                                                   []).append(model)
+    for (dataset, split), groups in sorted(identities.items()):
+        if len(groups) > 1:
+            warnings.append(f"{label} mixes {len(groups)} identities of {dataset}'s {split} "
+                            f"split: {_counted(groups)}")
+    return warnings
 
 
 def _nested(record: dict[str, Any], key: str) -> Any:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
-from datasets.registry import DATASETS
+from datasets.registry import CROSS_DOMAIN, DATASETS, MANY_SHOT
 from models.registry import MODELS, PAPER_MODELS
 from transfer.report.gather import (
     DETECTION_METRICS,
@@ -16,6 +16,7 @@ from transfer.report.gather import (
     NORMALS_KEYS,
     SEGMENTATION_KEYS,
     Results,
+    provenance_warnings,
 )
 
 # Columns of the dense table that are scores, with the factor that makes them percentages
@@ -39,23 +40,56 @@ def dataset_order(datasets: Iterable[str]) -> list[str]:
 
 @dataclass
 class Table:
-    """One table: values indexed by model, optional 95% CIs, and how to read its columns."""
+    """One table: values indexed by model, optional 95% intervals, and how to read its columns.
+
+    ``low`` / ``high`` hold interval bounds for the cells that have one; ``tied`` marks, per
+    column, the cells whose model is not significantly worse than the column's best;
+    ``rank`` / ``rank_low`` / ``rank_high`` give each model's rank and its bootstrap interval;
+    ``averaged`` names the datasets behind each average column; ``notes`` explain what the
+    table leaves out.
+    """
 
     name: str
     title: str
     values: pd.DataFrame
-    ci95: pd.DataFrame | None = None
+    low: pd.DataFrame | None = None
+    high: pd.DataFrame | None = None
     decimals: dict[str, int] = field(default_factory=dict)
     percent_columns: dict[str, float] = field(default_factory=dict)  # to correlate: x factor
     heatmap: bool = False
+    averaged: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    tied: pd.DataFrame | None = None
+    rank: pd.DataFrame | None = None  # columns: rank, low, high (1 = best)
+    rank_title: str = "rank [95%]"
+
+    def interval(self, row: Any, column: str) -> tuple[float, float] | None:
+        """The cell's interval (low, high), or None where it has none."""
+        if self.low is None or self.high is None or column not in self.low.columns:
+            return None
+        if row not in self.low.index:
+            return None
+        low, high = self.low.at[row, column], self.high.at[row, column]
+        if pd.isna(low) or pd.isna(high):
+            return None
+        return float(low), float(high)
 
     def csv_frame(self) -> pd.DataFrame:
-        """Values, each CI column after its value column."""
+        """Values, each interval as ``<column>_low`` and ``<column>_high`` after its column,
+        then the rank and its interval."""
         frame = self.values.copy()
-        if self.ci95 is not None:
-            for column in self.ci95.columns:
-                frame.insert(frame.columns.get_loc(column) + 1, f"{column}_ci95",
-                             self.ci95[column])
+        if self.low is not None and self.high is not None:
+            for column in self.low.columns:
+                if column not in frame.columns:
+                    continue
+                at = frame.columns.get_loc(column) + 1
+                frame.insert(at, f"{column}_low", self.low[column].reindex(frame.index))
+                frame.insert(at + 1, f"{column}_high", self.high[column].reindex(frame.index))
+        if self.rank is not None:
+            for key in ("rank", "low", "high"):
+                name = "rank" if key == "rank" else f"rank_{key}"
+                frame[name] = self.rank[key].reindex(frame.index)
         return frame
 
     def cell(self, row: Any, column: str) -> str:
@@ -64,32 +98,86 @@ class Table:
             return "-"
         if isinstance(value, str):
             return value
-        text = f"{value:.{self.decimals.get(column, 2)}f}"
-        if self.ci95 is not None and column in self.ci95.columns and pd.notna(
-                self.ci95.at[row, column]):
-            text += f" ± {self.ci95.at[row, column]:.2f}"
+        digits = self.decimals.get(column, 2)
+        text = f"{value:.{digits}f}"
+        if (interval := self.interval(row, column)) is not None:
+            text += f" ± {(interval[1] - interval[0]) / 2:.{digits}f}"
+        if (self.tied is not None and column in self.tied.columns and row in self.tied.index
+                and bool(self.tied.at[row, column])):
+            text = f"**{text}**"
         return text
+
+    def rank_cell(self, row: Any) -> str:
+        if self.rank is None or row not in self.rank.index or pd.isna(self.rank.at[row, "rank"]):
+            return "-"
+        rank, low, high = (self.rank.at[row, key] for key in ("rank", "low", "high"))
+        return f"{rank:g} [{low:g}–{high:g}]"
 
     def markdown(self) -> str:
         index_name = self.values.index.name or ""
-        header = [index_name, *map(str, self.values.columns)]
-        lines = ["| " + " | ".join(header) + " |",
-                 "|" + "|".join([" --- "] + [" ---: "] * len(self.values.columns)) + "|"]
+        columns = [*map(str, self.values.columns)]
+        if self.rank is not None:
+            columns.append(self.rank_title)
+        lines = ["| " + " | ".join([index_name, *columns]) + " |",
+                 "|" + "|".join([" --- "] + [" ---: "] * len(columns)) + "|"]
         for row in self.values.index:
             cells = [str(row), *(self.cell(row, c) for c in self.values.columns)]
+            if self.rank is not None:
+                cells.append(self.rank_cell(row))
             lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines)
 
+    def notes_markdown(self) -> str:
+        return "\n".join(f"- {note}" for note in self.notes)
 
-def add_averages(table: pd.DataFrame, groups: Mapping[str, list[str]]) -> pd.DataFrame:
-    """One average column per group of dataset columns; NaN where a model misses one of them,
-    so an average always covers the same datasets for every model (as in the paper)."""
+
+def add_averages(table: pd.DataFrame, groups: Mapping[str, Sequence[str]]
+                 ) -> tuple[pd.DataFrame, dict[str, tuple[str, ...]], list[str]]:
+    """One average column per group, only where the table has every dataset of the group (the
+    paper's full list): a mean over part of it is not comparable with the paper's, so it is left
+    out and a note says why. NaN where a model misses one of the datasets, so an average always
+    covers the same datasets for every model. Returns the table, the datasets behind each
+    average column, and the notes."""
     table = table.copy()
+    averaged: dict[str, tuple[str, ...]] = {}
+    notes = []
     for name, columns in groups.items():
         present = [c for c in columns if c in table.columns]
-        if present:
-            table[name] = table[present].mean(axis=1, skipna=False)
-    return table
+        if not present:
+            continue
+        if len(present) < len(columns):
+            missing = [c for c in columns if c not in table.columns]
+            notes.append(f"{name} left out: {len(present)} of the paper's {len(columns)} "
+                         f"datasets (missing {', '.join(missing)}); a mean over part of them "
+                         "is not the paper's average")
+            continue
+        table[name] = table[list(columns)].mean(axis=1, skipna=False)
+        averaged[name] = tuple(columns)
+        incomplete = [str(m) for m in table.index[table[name].isna()]]
+        if incomplete:
+            notes.append(f"{name}: no value for {', '.join(incomplete)} (not every one of the "
+                         f"{len(columns)} datasets)")
+    return table, averaged, notes
+
+
+#: Average columns of each kind of table, over the paper's full dataset lists.
+SINGLE_LABEL_MANY_SHOT: tuple[str, ...] = tuple(d for d in MANY_SHOT
+                                                if not DATASETS[d].multilabel)
+MANY_SHOT_AVERAGES: dict[str, tuple[str, ...]] = {"average": MANY_SHOT}
+FEW_SHOT_AVERAGES: dict[str, tuple[str, ...]] = {"average_many_shot": SINGLE_LABEL_MANY_SHOT,
+                                                 "average_cross_domain": CROSS_DOMAIN}
+#: ECE is defined for the single-label sets only (VOC07 is multi-label).
+CALIBRATION_DATASETS: tuple[str, ...] = SINGLE_LABEL_MANY_SHOT
+
+
+def average_groups(table_name: str) -> dict[str, tuple[str, ...]]:
+    """The paper's average columns for a table of ours, each with its full dataset list."""
+    if table_name.startswith("few_shot"):
+        return FEW_SHOT_AVERAGES
+    if table_name == "calibration":
+        return {f"{protocol}_{key}": CALIBRATION_DATASETS
+                for protocol in ("linear", "finetune") for key in ("ece", "ece_scaled")}
+    return MANY_SHOT_AVERAGES
 
 
 def _pivot(rows: pd.DataFrame, value: str) -> pd.DataFrame:
@@ -98,6 +186,15 @@ def _pivot(rows: pd.DataFrame, value: str) -> pd.DataFrame:
     table.columns.name = None
     table.index.name = "model"
     return table.astype(float)
+
+
+def _score_table(name: str, title: str, rows: pd.DataFrame) -> Table:
+    values = _pivot(rows, "score")
+    low, high = _pivot(rows, "ci_low"), _pivot(rows, "ci_high")
+    values, averaged, notes = add_averages(values, average_groups(name))
+    return Table(name, title, values, low, high,
+                 percent_columns={c: 1.0 for c in values.columns}, heatmap=True,
+                 averaged=averaged, notes=notes, warnings=provenance_warnings(rows, name))
 
 
 def score_tables(scores: pd.DataFrame) -> list[Table]:
@@ -110,24 +207,13 @@ def score_tables(scores: pd.DataFrame) -> list[Table]:
                             ("knn", "Many-shot weighted kNN (k chosen on val)")):
         rows = scores[scores["protocol"] == protocol]
         if len(rows):
-            values = _pivot(rows, "score")
-            values = add_averages(values, {"average": list(values.columns)})
-            tables.append(Table(protocol, title, values,
-                                percent_columns={c: 1.0 for c in values.columns}, heatmap=True))
+            tables.append(_score_table(protocol, title, rows))
     few = scores[scores["protocol"] == "few_shot"].dropna(subset=["n_way", "n_support"])
     shots = sorted({(int(w), int(k)) for w, k in zip(few["n_way"], few["n_support"], strict=True)})
     for n_way, n_support in shots:
         rows = few[(few["n_way"] == n_way) & (few["n_support"] == n_support)]
-        values = _pivot(rows, "score")
-        ci95 = _pivot(rows, "ci95")
-        values = add_averages(values, {
-            "average_many_shot": [c for c in values.columns
-                                  if c in DATASETS and not DATASETS[c].few_shot_only],
-            "average_cross_domain": [c for c in values.columns
-                                     if c in DATASETS and DATASETS[c].few_shot_only]})
-        tables.append(Table(f"few_shot_{n_way}way{n_support}shot",
-                            f"Few-shot, {n_way}-way {n_support}-shot (ProtoNet)", values, ci95,
-                            percent_columns={c: 1.0 for c in values.columns}, heatmap=True))
+        tables.append(_score_table(f"few_shot_{n_way}way{n_support}shot",
+                                   f"Few-shot, {n_way}-way {n_support}-shot (ProtoNet)", rows))
     return tables
 
 
@@ -160,21 +246,35 @@ def dense_table(dense: pd.DataFrame) -> Table | None:
 
 
 def calibration_table(scores: pd.DataFrame) -> Table | None:
-    """Mean ECE over the datasets that have one (all but multi-label VOC07), per protocol, before
-    and after temperature scaling (Table 9); NaN where a model misses one of those datasets."""
-    parts = {}
+    """Mean ECE over the paper's single-label many-shot sets (all but multi-label VOC07), per
+    protocol, before and after temperature scaling (Table 9); NaN where a model misses one of
+    them. A protocol without every one of those sets gets no mean (it would not be the paper's):
+    its ECEs are shown per dataset instead, as ``<protocol>_<key>_<dataset>`` columns."""
+    parts: dict[str, pd.Series] = {}
+    notes = []
+    averaged: dict[str, tuple[str, ...]] = {}
     for protocol in ("linear", "finetune"):
         rows = scores[(scores["protocol"] == protocol) & scores["ece"].notna()]
+        if not len(rows):
+            continue
         for key in ("ece", "ece_scaled"):
-            if len(rows):
-                parts[f"{protocol}_{key}"] = _pivot(rows, key).mean(axis=1, skipna=False)
+            per_dataset = _pivot(rows, key)
+            means, covered, why = add_averages(per_dataset,
+                                               {f"{protocol}_{key}": CALIBRATION_DATASETS})
+            if covered:
+                parts[f"{protocol}_{key}"] = means[f"{protocol}_{key}"]
+                averaged.update(covered)
+            else:
+                parts.update({f"{protocol}_{key}_{d}": per_dataset[d]
+                              for d in per_dataset.columns})
+            notes += [n for n in why if n not in notes]
     if not parts:
         return None
     values = pd.DataFrame(parts)
     values = values.reindex(index=model_order(values.index))
     values.index.name = "model"
     return Table("calibration", "Calibration: mean ECE (%, 15 bins) unscaled / temperature-scaled",
-                 values)
+                 values, averaged=averaged, notes=notes)
 
 
 def build_tables(results: Results) -> list[Table]:

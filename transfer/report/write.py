@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from transfer.atomic import atomic_path
@@ -21,11 +21,20 @@ def _write_text(path: Path, text: str) -> Path:
     return path
 
 
+def table_markdown(table: Table) -> str:
+    """Title, warnings, the table and its notes."""
+    parts = [f"## {table.title}\n"]
+    parts += [f"> **Warning:** {warning}\n" for warning in table.warnings]
+    parts.append(table.markdown() + "\n")
+    if table.notes:
+        parts.append(table.notes_markdown() + "\n")
+    return "\n".join(parts)
+
+
 def write_table(table: Table, folder: Path) -> list[Path]:
     """``<name>.csv`` (full precision) and ``<name>.md`` in ``folder``."""
     csv = _write_text(folder / f"{table.name}.csv", table.csv_frame().to_csv())
-    markdown = _write_text(folder / f"{table.name}.md", f"## {table.title}\n\n"
-                           f"{table.markdown()}\n")
+    markdown = _write_text(folder / f"{table.name}.md", table_markdown(table))
     return [csv, markdown]
 
 
@@ -38,6 +47,7 @@ class Report:
     comparisons: list[Table]
     files: list[Path]
     problems: list[str]
+    warnings: list[str] = field(default_factory=list)
 
 
 def write_report(results_dir: str | Path, out_dir: str | Path, paper: bool = False,
@@ -57,11 +67,13 @@ def write_report(results_dir: str | Path, out_dir: str | Path, paper: bool = Fal
         comparisons = [c for t in tables if t.name in reference
                        if (c := compare_with_paper(t, reference[t.name])) is not None]
     files: list[Path] = []
+    warnings = [w for table in tables for w in table.warnings]
     sections = [f"# Transfer results\n\n{results.files} result files from `{results_dir}`.\n"]
+    if warnings:
+        sections.append("## Warnings\n\n" + "\n".join(f"- {w}" for w in warnings) + "\n")
     for table in [*tables, *comparisons, correlation]:
         files += write_table(table, out / "tables")
-        sections.append(f"## {table.title}\n\n{table.markdown()}\n\n"
-                        f"[CSV](tables/{table.name}.csv)\n")
+        sections.append(f"{table_markdown(table)}\n[CSV](tables/{table.name}.csv)\n")
         if table.percent_columns:
             plot = plot_correlations(table, top1, out / "plots" / f"{table.name}_vs_imagenet.png")
             files.append(plot)
@@ -74,4 +86,4 @@ def write_report(results_dir: str | Path, out_dir: str | Path, paper: bool = Fal
         sections.append("## Files left out\n\n" + "\n".join(f"- {p}" for p in results.problems)
                         + "\n")
     files.append(_write_text(out / "report.md", "\n".join(sections)))
-    return Report(tables, correlation, comparisons, files, results.problems)
+    return Report(tables, correlation, comparisons, files, results.problems, warnings)
