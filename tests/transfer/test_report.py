@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 from scipy import stats
 
-from transfer import report
+from transfer import bootstrap, comparisons, report
 from transfer.report import ReportError
 
 PAPER_CSV = report.PAPER_DIR
@@ -400,3 +400,94 @@ def test_tables_that_mix_code_versions_or_split_identities_are_flagged(tmp_path)
                     "provenance": _provenance(commit, False, f"{dataset}-1")})
     tables = _by_name(report.build_tables(report.gather_results(tmp_path / "results")))
     assert tables["linear"].warnings == []
+
+
+def _write_outputs(path: Path, targets: np.ndarray, scores: np.ndarray,
+                   classes: np.ndarray | None = None) -> None:
+    """The per-image outputs beside a many-shot record, in the documented layout."""
+    classes = np.arange(scores.shape[1]) if classes is None else classes
+    np.savez_compressed(path.with_suffix(".npz"), targets=targets.astype(np.int64),
+                        scores=scores.astype(np.float16), classes=classes.astype(np.int64))
+
+
+def _predictions(rng, targets: np.ndarray, num_classes: int, right: float) -> np.ndarray:
+    scores = rng.normal(size=(len(targets), num_classes))
+    hit = rng.random(len(targets)) < right
+    wrong = (targets + 1) % num_classes
+    scores[np.arange(len(targets)), np.where(hit, targets, wrong)] += 10.0
+    return scores
+
+
+def test_paired_comparisons_marks_ranks_and_intervals(tmp_path):
+    """Three models on dtd (one clearly best, two alike), a fourth with other test targets and a
+    fifth without outputs; the marks, p-values and ranks follow from the same resamples."""
+    rng = np.random.default_rng(0)
+    targets = rng.integers(0, 4, 300)
+    skill = {"byol": 0.9, "pirl": 0.6, "insdis": 0.6}
+    scores = {m: _predictions(rng, targets, 4, r) for m, r in skill.items()}
+    scores["insdis"] = scores["pirl"].copy()
+    scores["insdis"][:3] = scores["insdis"][:3, ::-1]  # three images of difference
+    points = {}
+    for model, s in scores.items():
+        points[model] = 100 * float(np.mean(s.argmax(1) == targets))
+        path = tmp_path / "linear" / f"{model}__dtd.json"
+        _write(path, {"protocol": "linear", "model": model, "dataset": "dtd",
+                      "metric": "accuracy", "score": points[model]})
+        _write_outputs(path, targets, s)
+    other = tmp_path / "linear" / "swav__dtd.json"
+    _write(other, {"protocol": "linear", "model": "swav", "dataset": "dtd", "metric": "accuracy",
+                   "score": 95.0, "ci": [94.0, 96.5]})
+    _write_outputs(other, np.roll(targets, 1), scores["byol"])
+    _write(tmp_path / "linear" / "moco-v2__dtd.json",
+           {"protocol": "linear", "model": "moco-v2", "dataset": "dtd", "metric": "accuracy",
+            "score": 50.0})
+    results = report.gather_results(tmp_path)
+    (table,) = [t for t in report.build_tables(results) if t.name == "linear"]
+    pairs = report.add_significance(table, results.scores, 500, seed=4)
+
+    # the same resamples, computed here from the arrays written above
+    indices = bootstrap.resample_indices(targets, "accuracy", 500, seed=4)
+    resampled = {m: bootstrap.metric_over_resamples("accuracy", targets, s, indices)
+                 for m, s in scores.items()}
+    expected = comparisons.pairwise_comparisons(
+        {m: resampled[m] for m in ("insdis", "pirl", "byol")}, points)  # the table's order
+    assert list(pairs.values.index) == [f"dtd: {p.a} vs {p.b}" for p in expected]
+    for pair in expected:
+        row = pairs.values.loc[f"dtd: {pair.a} vs {pair.b}"]
+        assert row["p"] == pair.p and row["p_holm"] == pytest.approx(pair.p_holm)
+        assert row["difference"] == pytest.approx(points[pair.a] - points[pair.b])
+    assert pairs.values.loc["dtd: insdis vs pirl", "significant"] == "no"
+    assert pairs.values.loc["dtd: pirl vs byol", "significant"] == "yes"
+    # byol is best among the paired; swav (higher score) was never paired
+    assert table.tied["dtd"].to_dict() == {"insdis": False, "moco-v2": False, "pirl": False,
+                                           "byol": True, "swav": False}
+    assert table.cell("byol", "dtd").startswith("**") and "±" in table.cell("byol", "dtd")
+    low, high = np.percentile(resampled["pirl"], [2.5, 97.5])
+    assert table.interval("pirl", "dtd") == pytest.approx((low, high))
+    assert table.interval("swav", "dtd") == (94.0, 96.5)  # the record's own interval
+    assert table.cell("swav", "dtd") == "95.00 ± 1.25"
+    assert "dtd: swav not compared (its test targets differ from insdis's)" in table.notes
+    assert any(n.startswith("dtd: moco-v2 not compared (no per-image outputs") for n in table.notes)
+    # ranks: byol first on every resample; insdis and pirl share ranks 2-3
+    assert table.rank.loc["byol"].tolist() == [1.0, 1.0, 1.0]
+    assert table.rank.loc["pirl", "low"] >= 2 and table.rank.loc["insdis", "high"] <= 3
+    assert table.rank_cell("byol") == "1 [1–1]" and table.rank_cell("swav") == "-"
+    frame = table.csv_frame()
+    assert list(frame.columns) == ["dtd", "dtd_low", "dtd_high", "rank", "rank_low", "rank_high"]
+
+
+def test_correlation_intervals_resample_models(built, written):
+    _, truth = written
+    top1 = _paper_top1()
+    table = report.correlation_table(built, report.imagenet_top1(), n_resamples=300, seed=2)
+    x = np.array([math.log(top1[m] / (100 - top1[m])) for m in MODELS])
+    y = np.array([math.log(truth["linear"][m, "aircraft"] / (100 - truth["linear"][m, "aircraft"]))
+                  for m in MODELS])
+    pearson = [stats.pearsonr(x[row], y[row]).statistic
+               for row in comparisons.model_resamples(len(MODELS), 300, seed=2)
+               if np.ptp(x[row]) > 0 and np.ptp(y[row]) > 0]
+    assert table.interval("linear / aircraft", "pearson_r") == pytest.approx(
+        tuple(np.percentile(pearson, [2.5, 97.5])))
+    cell = table.cell("linear / aircraft", "pearson_r")
+    assert cell.startswith(f"{stats.pearsonr(x, y).statistic:.3f} [")
+    assert "pearson_r_low" in table.csv_frame().columns

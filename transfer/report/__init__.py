@@ -29,6 +29,14 @@ from transfer.report.gather import (
 )
 from transfer.report.paper import PAPER_DIR, compare_with_paper, load_paper_tables
 from transfer.report.plots import plot_correlations, plot_heatmap
+from transfer.report.significance import (
+    PAIRED_PROTOCOLS,
+    DatasetComparison,
+    add_significance,
+    compare_dataset,
+    load_outputs,
+    significance_for,
+)
 from transfer.report.tables import (
     DENSE_PERCENT,
     Table,
@@ -41,14 +49,15 @@ from transfer.report.tables import (
     model_order,
     score_tables,
 )
-from transfer.report.write import Report, write_report, write_table
+from transfer.report.write import DEFAULT_RESAMPLES, Report, write_report, write_table
 
 __all__ = [
-    "DENSE_PERCENT", "DETECTION_METRICS", "DETECTION_MODES", "LOGIT_EPS", "NORMALS_KEYS",
-    "PAPER_DIR", "SCORE_PROTOCOLS", "SEGMENTATION_KEYS", "Correlation", "Report", "ReportError",
-    "Results", "Table", "add_averages", "build_tables", "calibration_table", "column_scores",
+    "Correlation", "DEFAULT_RESAMPLES", "DENSE_PERCENT", "DETECTION_METRICS", "DETECTION_MODES",
+    "DatasetComparison", "LOGIT_EPS", "NORMALS_KEYS", "PAIRED_PROTOCOLS", "PAPER_DIR", "Report",
+    "ReportError", "Results", "SCORE_PROTOCOLS", "SEGMENTATION_KEYS", "Table", "add_averages",
+    "add_significance", "build_tables", "calibration_table", "column_scores", "compare_dataset",
     "compare_with_paper", "correlate", "correlation_table", "dataset_order", "dense_table",
-    "detection_table", "gather_results", "imagenet_top1", "load_paper_tables", "logit_percent",
-    "model_order", "plot_correlations", "plot_heatmap", "score_tables", "write_report",
-    "write_table",
+    "detection_table", "gather_results", "imagenet_top1", "load_outputs", "load_paper_tables",
+    "logit_percent", "model_order", "plot_correlations", "plot_heatmap", "score_tables",
+    "significance_for", "write_report", "write_table",
 ]

@@ -20,6 +20,21 @@ def _figure(width: float, height: float):
     return Figure(figsize=(width, height), dpi=100, layout="constrained")
 
 
+def _error_bars(axes, table: Table, column: str, x: Mapping[str, float],
+                y: Mapping[str, float]) -> None:
+    """Vertical bars of the 95% interval of each point that has one."""
+    factor = table.percent_columns.get(column, 1.0)
+    bars = {m: table.interval(m, column) for m in x}
+    bars = {m: (low * factor, high * factor) for m, b in bars.items() if b is not None
+            for low, high in [b]}
+    if bars:
+        models = list(bars)
+        axes.errorbar([x[m] for m in models], [y[m] for m in models],
+                      yerr=[[y[m] - bars[m][0] for m in models],
+                            [bars[m][1] - y[m] for m in models]],
+                      fmt="none", ecolor="tab:blue", elinewidth=0.8, capsize=2)
+
+
 def plot_correlations(table: Table, top1: Mapping[str, float], path: Path) -> Path:
     """ImageNet top-1 against each score column, with the line fitted in logit space and r."""
     columns = list(table.percent_columns)
@@ -33,6 +48,7 @@ def plot_correlations(table: Table, top1: Mapping[str, float], path: Path) -> Pa
         models = [m for m in scores if m in top1]
         result = correlate(top1, scores)
         axes.scatter([top1[m] for m in models], [scores[m] for m in models], s=14)
+        _error_bars(axes, table, column, {m: top1[m] for m in models}, scores)
         for m in models:
             axes.annotate(m, (top1[m], scores[m]), fontsize=5, xytext=(2, 2),
                           textcoords="offset points")

@@ -63,6 +63,7 @@ class Table:
     tied: pd.DataFrame | None = None
     rank: pd.DataFrame | None = None  # columns: rank, low, high (1 = best)
     rank_title: str = "rank [95%]"
+    interval_style: str = "pm"  # "pm": value ± half-width; "range": value [low, high]
 
     def interval(self, row: Any, column: str) -> tuple[float, float] | None:
         """The cell's interval (low, high), or None where it has none."""
@@ -101,7 +102,11 @@ class Table:
         digits = self.decimals.get(column, 2)
         text = f"{value:.{digits}f}"
         if (interval := self.interval(row, column)) is not None:
-            text += f" ± {(interval[1] - interval[0]) / 2:.{digits}f}"
+            low, high = interval
+            if self.interval_style == "range":
+                text += f" [{low:.{digits}f}, {high:.{digits}f}]"
+            else:
+                text += f" ± {(high - low) / 2:.{digits}f}"
         if (self.tied is not None and column in self.tied.columns and row in self.tied.index
                 and bool(self.tied.at[row, column])):
             text = f"**{text}**"
