@@ -17,8 +17,9 @@ def test_report_writes_tables_plots_and_the_paper_beside_ours(tmp_path, capsys):
     (results / "linear").mkdir(parents=True)
     for i, model in enumerate(MODELS):
         for dataset in ("cifar10", "pets"):
+            score = 80.0 + 3 * i + (dataset == "pets")
             record = {"protocol": "linear", "model": model, "dataset": dataset,
-                      "metric": "accuracy", "score": 80.0 + 3 * i + (dataset == "pets")}
+                      "metric": "accuracy", "score": score, "ci": [score - 1.0, score + 0.5]}
             (results / "linear" / f"{model}__{dataset}.json").write_text(json.dumps(record))
     out = tmp_path / "report"
     assert report_script.main(["--results", str(results), "--out", str(out), "--paper"]) == 0
@@ -31,6 +32,10 @@ def test_report_writes_tables_plots_and_the_paper_beside_ours(tmp_path, capsys):
     row = rows["simclr-v2 / pets"]
     assert float(row["ours"]) == 84.0 and float(row["paper"]) == paper["simclr-v2"]
     assert float(row["difference"]) == 84.0 - paper["simclr-v2"]
+    assert (float(row["ours_low"]), float(row["ours_high"])) == (83.0, 84.5)
+    assert paper["simclr-v2"] == 84.72 and row["paper_in_our_interval"] == "no"  # > 84.5
+    markdown = (out / "tables" / "linear_vs_paper.md").read_text()
+    assert "| simclr-v2 / pets | 84.00 ± 0.75 |" in markdown
     assert (out / "plots" / "linear_vs_imagenet.png").is_file()
     assert (out / "plots" / "linear_heatmap.png").is_file()
     assert "![linear heatmap](plots/linear_heatmap.png)" in (out / "report.md").read_text()

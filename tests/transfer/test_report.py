@@ -491,3 +491,19 @@ def test_correlation_intervals_resample_models(built, written):
     cell = table.cell("linear / aircraft", "pearson_r")
     assert cell.startswith(f"{stats.pearsonr(x, y).statistic:.3f} [")
     assert "pearson_r_low" in table.csv_frame().columns
+
+
+def test_paper_comparison_says_whether_the_papers_number_lies_in_our_interval():
+    paper = report.load_paper_tables()["linear"]
+    published = paper.at["byol", "dtd"], paper.at["byol", "pets"]
+    index = pd.Index(["byol", "swav"], name="model")
+    values = pd.DataFrame({"dtd": [published[0] + 0.5, 60.0], "pets": [published[1] + 2, 70.0]},
+                          index=index)
+    low = pd.DataFrame({"dtd": [published[0] - 0.5, np.nan], "pets": [published[1] + 1, 69.0]},
+                       index=index)
+    high = values + 1.0
+    table = report.Table("linear", "hand-made", values, low, high)
+    comparison = report.compare_with_paper(table, paper).values
+    assert comparison.loc["byol / dtd", "paper_in_our_interval"] == "yes"
+    assert comparison.loc["byol / pets", "paper_in_our_interval"] == "no"  # above the paper's
+    assert comparison.loc["swav / dtd", "paper_in_our_interval"] == "-"  # no interval
