@@ -190,7 +190,8 @@ def pairs_table(table: Table, compared: Mapping[str, DatasetComparison]) -> Tabl
                  values[["difference", "p", "p_holm", "significant"]],
                  decimals={"p": 4, "p_holm": 4},
                  notes=[f"paired bootstrap over the same test images; p_holm corrected over "
-                        f"the pairs of each dataset; significant: p_holm < {ALPHA}"])
+                        f"the pairs of each dataset; significant: p_holm < {ALPHA}; p = 0: no "
+                        "resample crossed a zero difference (p < 1 / resamples)"])
 
 
 def significance_for(tables: Sequence[Table], scores: pd.DataFrame, n_resamples: int,
