@@ -507,3 +507,31 @@ def test_paper_comparison_says_whether_the_papers_number_lies_in_our_interval():
     assert comparison.loc["byol / dtd", "paper_in_our_interval"] == "yes"
     assert comparison.loc["byol / pets", "paper_in_our_interval"] == "no"  # above the paper's
     assert comparison.loc["swav / dtd", "paper_in_our_interval"] == "-"  # no interval
+
+
+def test_outputs_of_several_seeds_and_partial_classes(tmp_path):
+    """A finetune record of two seeds is compared by the mean of its seeds' scores on each
+    resample; a model whose outputs cover classes 0 and 2 only never predicts class 1."""
+    rng = np.random.default_rng(1)
+    targets = rng.integers(0, 3, 200)
+    seeds = np.stack([_predictions(rng, targets, 3, 0.8), _predictions(rng, targets, 3, 0.7)])
+    seeded = tmp_path / "finetune" / "byol__dtd.json"
+    seeded.parent.mkdir(parents=True)
+    np.savez_compressed(seeded.with_suffix(".npz"), targets=targets, scores=seeds[0],
+                        classes=np.arange(3), seeds=np.array([0, 1]), seed_scores=seeds)
+    partial = _predictions(rng, targets, 3, 0.9)[:, [0, 2]]
+    _write_outputs(tmp_path / "finetune" / "pirl__dtd.json", targets, partial, np.array([0, 2]))
+    loaded_targets, runs = report.load_outputs(tmp_path / "finetune" / "pirl__dtd.json")
+    assert np.array_equal(loaded_targets, targets) and len(runs) == 1
+    assert np.isneginf(runs[0][:, 1]).all()
+    assert np.array_equal(runs[0][:, [0, 2]], partial.astype(np.float16).astype(np.float32))
+    result = report.compare_dataset(
+        "dtd", {"byol": str(seeded), "pirl": str(tmp_path / "finetune" / "pirl__dtd.json")},
+        {}, {"byol": 75.0, "pirl": 60.0}, 100, seed=3)
+    indices = bootstrap.resample_indices(targets, "accuracy", 100, seed=3)
+    expected = np.mean([bootstrap.metric_over_resamples("accuracy", targets, s, indices)
+                        for s in seeds], axis=0)
+    assert result.resampled["byol"] == pytest.approx(expected)
+    never_one = np.where(partial.argmax(1) == 0, 0, 2)
+    assert result.resampled["pirl"] == pytest.approx(
+        100 * (never_one == targets)[indices].mean(axis=1))

@@ -77,10 +77,7 @@ def _score_row(protocol: str, path: Path, record: dict[str, Any],
         return None
     # the unified key first (ece_temperature_scaled), then the linear protocol's older one
     scaled = record.get("ece_temperature_scaled", record.get("ece_scaled"))
-    # a finetune record of several seeds scores their mean
-    score = _number(record.get("mean")) if "mean" in record else _number(record["score"])
-    if math.isnan(score):
-        score = _number(record["score"])
+    score = _number(record["score"])  # a finetune record of several seeds: their mean
     ci95 = _number(record.get("ci95"))
     low, high = _interval(record.get("ci"))
     if math.isnan(low) and not math.isnan(ci95):  # few-shot: mean +- the episodes' 95% CI

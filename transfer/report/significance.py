@@ -29,24 +29,29 @@ from transfer.report.tables import Table
 PAIRED_PROTOCOLS = ("linear", "finetune")
 
 
-def load_outputs(record_path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """``(targets, scores)`` of a record's ``.npz``, with score column ``j`` for class ``j`` (the
-    file's ``classes`` map its columns; a class the model never saw gets -inf). Raises
+def load_outputs(record_path: str | Path) -> tuple[np.ndarray, list[np.ndarray]]:
+    """``(targets, [scores, ...])`` of a record's ``.npz``: one (n, C) array per run (the seeds of
+    a finetune record, ``seed_scores``, else its ``scores``), with column ``j`` for class ``j``
+    (the file's ``classes`` map its columns; a class the model never saw gets -inf). Raises
     ``OSError`` naming the file when it is missing or unreadable."""
     path = Path(record_path).with_suffix(".npz")
     if not path.is_file():
         raise OSError(f"no per-image outputs ({path.name})")
     try:
         with np.load(path) as data:
-            targets, scores, classes = data["targets"], data["scores"], data["classes"]
+            targets, classes = data["targets"], data["classes"]
+            runs = list(data["seed_scores"]) if "seed_scores" in data else [data["scores"]]
     except (KeyError, ValueError, OSError, zipfile.BadZipFile) as error:
         raise OSError(f"{path.name} is not readable ({error})") from None
-    if scores.ndim != 2 or len(scores) != len(targets) or len(classes) != scores.shape[1]:
-        raise OSError(f"{path.name}: scores {scores.shape}, targets {targets.shape} and "
+    if any(s.ndim != 2 or len(s) != len(targets) or len(classes) != s.shape[1] for s in runs):
+        raise OSError(f"{path.name}: scores {runs[0].shape}, targets {targets.shape} and "
                       f"classes {classes.shape} do not fit together")
     width = targets.shape[1] if targets.ndim == 2 else int(max(classes.max(), targets.max())) + 1
-    aligned = np.full((len(targets), width), -np.inf, dtype=np.float32)
-    aligned[:, classes.astype(np.int64)] = scores
+    aligned = []
+    for scores in runs:
+        full = np.full((len(targets), width), -np.inf, dtype=np.float32)
+        full[:, classes.astype(np.int64)] = scores
+        aligned.append(full)
     return targets, aligned
 
 
@@ -68,19 +73,19 @@ def compare_dataset(dataset: str, files: Mapping[str, str], metrics: Mapping[str
     """Pair the models of ``files`` (model -> record path) that share the test targets of the
     largest such group (ties: the group of the best model), on ``n_resamples`` resamples."""
     left_out: dict[str, str] = {}
-    groups: list[tuple[np.ndarray, dict[str, np.ndarray]]] = []
+    groups: list[tuple[np.ndarray, dict[str, list[np.ndarray]]]] = []
     for model, file in files.items():
         try:
-            targets, scores = load_outputs(file)
+            targets, runs = load_outputs(file)
         except OSError as error:
             left_out[model] = str(error)
             continue
         for group_targets, members in groups:
             if np.array_equal(group_targets, targets):
-                members[model] = scores
+                members[model] = runs
                 break
         else:
-            groups.append((targets, {model: scores}))
+            groups.append((targets, {model: runs}))
     best = max(point, key=lambda m: point[m]) if point else None
     metric = next(iter(metrics.values()), None) or DATASETS[dataset].metric
     if not groups:
@@ -91,8 +96,10 @@ def compare_dataset(dataset: str, files: Mapping[str, str], metrics: Mapping[str
             first = next(iter(members))
             left_out.update({m: f"its test targets differ from {first}'s" for m in others})
     indices = resample_indices(targets, metric, n_resamples, seed)
-    resampled = {model: metric_over_resamples(metric, targets, scores, indices)
-                 for model, scores in members.items()}
+    # a model of several runs (finetune seeds) scores their mean on each resample
+    resampled = {model: np.mean([metric_over_resamples(metric, targets, s, indices)
+                                 for s in runs], axis=0)
+                 for model, runs in members.items()}
     paired_point = {m: point[m] for m in resampled}
     pairs = comparisons.pairwise_comparisons(resampled, paired_point)
     tied = comparisons.tied_with_best(paired_point, pairs) if len(resampled) > 1 else set()
