@@ -535,3 +535,21 @@ def test_outputs_of_several_seeds_and_partial_classes(tmp_path):
     never_one = np.where(partial.argmax(1) == 0, 0, 2)
     assert result.resampled["pirl"] == pytest.approx(
         100 * (never_one == targets)[indices].mean(axis=1))
+
+
+def test_detection_and_dense_tables_flag_mixed_code_versions(tmp_path):
+    for model, commit in (("byol", "1" * 40), ("pirl", "2" * 40)):
+        provenance = _provenance(commit, False, "voc-test")
+        for mode in ("frozen", "finetune"):
+            _write(tmp_path / "detection" / f"{model}__{mode}.json",
+                   {"model": model, "mode": mode, "AP": 50.0, "AP50": 80.0, "AP75": 55.0,
+                    "provenance": provenance})
+        _write(tmp_path / "normals" / f"{model}.json",
+               {"model": model, "mean_angle_error": 30.0, "provenance": provenance})
+    tables = _by_name(report.build_tables(report.gather_results(tmp_path)))
+    assert tables["detection"].warnings == [
+        f"detection mixes records of 2 code versions: {'1' * 40} (2: byol/voc2007 finetune, "
+        f"byol/voc2007 frozen); {'2' * 40} (2: pirl/voc2007 finetune, pirl/voc2007 frozen)"]
+    assert tables["dense"].warnings == [
+        f"dense mixes records of 2 code versions: {'1' * 40} (1: byol/normals); "
+        f"{'2' * 40} (1: pirl/normals)"]

@@ -35,6 +35,9 @@ class Results:
     dense: pd.DataFrame
     files: int = 0
     problems: list[str] = field(default_factory=list)
+    #: table name -> one row per record (model, dataset: the part it fills, version, splits),
+    #: for the tables whose rows are not score records (detection, dense)
+    provenance: dict[str, pd.DataFrame] = field(default_factory=dict)
 
 
 _SCORE_COLUMNS = ["protocol", "model", "dataset", "metric", "score", "ci95", "ci_low", "ci_high",
@@ -174,6 +177,7 @@ def gather_results(results_dir: str | Path) -> Results:
               .drop_duplicates(["protocol", "model", "dataset", "n_way", "n_support"])
               .sort_index())
 
+    origins: dict[str, list[dict[str, Any]]] = {"detection": [], "dense": []}
     detection_rows = []
     for path, record in _read_records(root / "detection", problems):
         files += 1
@@ -183,6 +187,8 @@ def gather_results(results_dir: str | Path) -> Results:
             continue
         detection_rows.append({"model": record["model"], "mode": mode,
                                **{m: _number(record.get(m)) for m in DETECTION_METRICS}})
+        origins["detection"].append({"model": record["model"], "dataset": f"voc2007 {mode}",
+                                     **provenance_summary(record)})
     detection = pd.DataFrame(detection_rows, columns=["model", "mode", *DETECTION_METRICS])
 
     dense: dict[str, dict[str, float]] = {}
@@ -194,10 +200,14 @@ def gather_results(results_dir: str | Path) -> Results:
                 problems.append(f"{path}: none of the keys {', '.join(keys.values())}")
                 continue
             dense.setdefault(record["model"], {}).update(values)
+            origins["dense"].append({"model": record["model"], "dataset": task,
+                                     **provenance_summary(record)})
     dense_frame = pd.DataFrame.from_dict(dense, orient="index")
     dense_frame.index.name = "model"
     if files == 0:
         protocols = ", ".join((*SCORE_PROTOCOLS, "detection", "normals", "segmentation"))
         raise ReportError(f"{root}: no result files (expected <protocol>/*.json for protocols "
                           f"{protocols})")
-    return Results(scores, detection, dense_frame, files, problems)
+    provenance = {name: pd.DataFrame(rows, columns=["model", "dataset", "version", "splits"])
+                  for name, rows in origins.items()}
+    return Results(scores, detection, dense_frame, files, problems, provenance)

@@ -287,5 +287,7 @@ def build_tables(results: Results) -> list[Table]:
     for table in (detection_table(results.detection), dense_table(results.dense),
                   calibration_table(results.scores)):
         if table is not None:
+            if (origins := results.provenance.get(table.name)) is not None:
+                table.warnings = provenance_warnings(origins, table.name)
             tables.append(table)
     return tables
