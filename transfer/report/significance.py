@@ -26,7 +26,7 @@ from transfer.comparisons import ALPHA, LEVEL, Pair
 from transfer.report.tables import Table
 
 #: Protocols whose records have per-image test outputs (few-shot scores episodes, not images).
-PAIRED_PROTOCOLS = ("linear", "finetune")
+PAIRED_PROTOCOLS = ("linear", "finetune", "knn")
 
 
 def load_outputs(record_path: str | Path) -> tuple[np.ndarray, list[np.ndarray]]:
