@@ -16,8 +16,9 @@ from pathlib import Path
 
 from models.registry import REPO_ROOT
 from models.resolve import model_label
+from transfer.arguments import non_negative_int
 from transfer.errors import TransferError
-from transfer.report import ReportError, write_report
+from transfer.report import DEFAULT_RESAMPLES, ReportError, write_report
 from transfer.results import default_results_dir
 
 
@@ -33,6 +34,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--imagenet-top1", action="append", default=[], metavar="NAME=VALUE",
                         help="ImageNet top-1 (percent) of a model outside the paper's, for the "
                              "correlations (repeatable); NAME as given to --model")
+    parser.add_argument("--bootstrap", type=non_negative_int, default=DEFAULT_RESAMPLES,
+                        metavar="N",
+                        help="bootstrap resamples (seed 0) for the paired comparisons of models "
+                             "and the correlation intervals (default: %(default)s; 0: none)")
     return parser.parse_args(argv)
 
 
@@ -58,12 +63,15 @@ def main(argv: list[str] | None = None) -> int:
     results = args.results or default_results_dir()
     try:
         report = write_report(results, args.out, paper=args.paper,
-                              extra_top1=parse_top1(args.imagenet_top1))
+                              extra_top1=parse_top1(args.imagenet_top1),
+                              n_resamples=args.bootstrap)
     except TransferError as error:
         print(f"report.py: error: {error}", file=sys.stderr)
         return 2
     for problem in report.problems:
         print(f"warning: left out {problem}", file=sys.stderr)
+    for warning in report.warnings:
+        print(f"warning: {warning}")
     names = ", ".join(t.name for t in [*report.tables, *report.comparisons, report.correlation])
     print(f"tables: {names}")
     print(f"wrote {len(report.files)} files; open {args.out / 'report.md'}")

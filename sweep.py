@@ -110,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     for protocol, dataset, reason in plan.not_applicable:
         print(f"left out {protocol} x {dataset}: {reason}")
     print(f"{len(plan.cells)} cells: {len(plan.to_run)} to run, {len(plan.done)} with results")
+    for cell in plan.to_run:
+        if cell.reason:
+            print(f"rerun {cell.name}: {cell.reason}")
     if args.dry_run:
         for cell in plan.to_run:
             print(f"run   {cell.name}: {shlex.join(cell.argv)}")

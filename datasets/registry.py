@@ -323,6 +323,13 @@ _SPECS = [
 
 DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in _SPECS}
 
+#: The paper's datasets (SPEC section 2, no demo set): its averages are over these lists.
+PAPER_DATASETS: tuple[str, ...] = tuple(s.name for s in _SPECS if not s.demo)
+#: Table 1's eleven many-shot sets (linear and finetune averages).
+MANY_SHOT: tuple[str, ...] = tuple(n for n in PAPER_DATASETS if not DATASETS[n].few_shot_only)
+#: The four cross-domain sets, few-shot only (Table 3).
+CROSS_DOMAIN: tuple[str, ...] = tuple(n for n in PAPER_DATASETS if DATASETS[n].few_shot_only)
+
 
 def get_dataset_spec(name: str) -> DatasetSpec:
     """Return the record of ``name``; unknown names raise a DatasetError listing the known ones."""

@@ -8,6 +8,7 @@ machine) and ``submit_cells`` (one submitit job per cell, e.g. a Slurm job array
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import importlib.util
 import os
@@ -25,11 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from datasets.registry import DATASETS
+from datasets.registry import CROSS_DOMAIN, DATASETS, MANY_SHOT, PAPER_DATASETS
 from models.registry import MODELS, PAPER_MODELS, REPO_ROOT, ModelError, default_models_dir
 from models.resolve import CUSTOM, FILE, model_label, resolve_model
 from transfer.arguments import backbone_options
 from transfer.errors import TransferError
+from transfer.freshness import Present, rerun_reason
 
 PROTOCOLS: tuple[str, ...] = ("linear", "few_shot", "finetune", "knn")
 SCRIPTS = {"linear": "linear.py", "few_shot": "few_shot.py", "finetune": "finetune.py",
@@ -38,12 +40,11 @@ SCRIPTS = {"linear": "linear.py", "few_shot": "few_shot.py", "finetune": "finetu
 CACHED_PROTOCOLS = frozenset({"linear", "few_shot", "knn"})
 PAPER_N_SUPPORT: tuple[int, ...] = (5, 20, 50)
 
-_PAPER_DATASETS = [name for name, spec in DATASETS.items() if not spec.demo]
 DATASET_SETS: dict[str, list[str]] = {
-    "all": _PAPER_DATASETS,
-    "many-shot": [n for n in _PAPER_DATASETS if not DATASETS[n].few_shot_only],
-    "cross-domain": [n for n in _PAPER_DATASETS if DATASETS[n].few_shot_only],
-    "few-shot": [n for n in _PAPER_DATASETS if not DATASETS[n].multilabel],
+    "all": list(PAPER_DATASETS),
+    "many-shot": list(MANY_SHOT),
+    "cross-domain": list(CROSS_DOMAIN),
+    "few-shot": [n for n in PAPER_DATASETS if not DATASETS[n].multilabel],
 }
 MODEL_SETS: dict[str, list[str]] = {"all": list(MODELS), "paper": list(PAPER_MODELS)}
 # The sweep sets these itself; an --extra that sets them too would make the skip check lie.
@@ -153,6 +154,8 @@ class Cell:
     dataset: str
     argv: tuple[str, ...]
     outputs: tuple[Path, ...]
+    reason: str = ""  # why a cell with results runs again (their provenance is not current)
+    pending: bool = True  # some result is missing or not current
 
     @property
     def name(self) -> str:
@@ -193,31 +196,50 @@ def _script_arguments(protocol: str, model: str, dataset: str, options: SweepOpt
     return argv + list(options.extra.get(protocol, ()))
 
 
+def _cell_arguments(protocol: str, model: str, dataset: str,
+                    options: SweepOptions) -> argparse.Namespace:
+    """The arguments the script parses from a cell's command (all few-shot shot counts)."""
+    try:
+        return _script(protocol).parse_args(_script_arguments(protocol, model, dataset, options))
+    except SystemExit:
+        raise SweepError(f"{SCRIPTS[protocol]} rejects the arguments of its cells (its message "
+                         f"is above); check --extra {protocol}=...") from None
+
+
 def expected_outputs(protocol: str, model: str, dataset: str,
                      options: SweepOptions) -> tuple[Path, ...]:
     """The result files a finished cell has written: the script's own ``result_files`` of the
     cell's arguments, so options that change the numbers (named in the file) are followed."""
-    script = _script(protocol)
-    try:
-        args = script.parse_args(_script_arguments(protocol, model, dataset, options))
-    except SystemExit:
-        raise SweepError(f"{SCRIPTS[protocol]} rejects the arguments of its cells (its message "
-                         f"is above); check --extra {protocol}=...") from None
+    args = _cell_arguments(protocol, model, dataset, options)
     # the name the script files results under: a timm model's carries its options
-    return tuple(script.result_files(args, model_label(model, backbone_options(args))))
+    return tuple(_script(protocol).result_files(args, model_label(model, backbone_options(args))))
 
 
 def build_cell(protocol: str, model: str, dataset: str, options: SweepOptions,
-               force: bool = False) -> Cell:
-    """The command of one cell; a few-shot cell asks only for its missing shot counts."""
+               force: bool = False, present: Present | None = None) -> Cell:
+    """The command of one cell. Its existing results are checked against what would run now
+    (``transfer.freshness``; a ``Present`` from the options unless given): a result whose
+    provenance differs is redone, and the cell's ``reason`` says why. A few-shot cell asks only
+    for its missing or outdated shot counts."""
     outputs = expected_outputs(protocol, model, dataset, options)
+    args = _cell_arguments(protocol, model, dataset, options)
+    present = present or Present(options.models_dir, options.data_root)
+    redo: list[bool] = []  # per output: missing, outdated or forced
+    reason = ""  # the first outdated result's
+    for path in outputs:
+        if force or not path.is_file():
+            redo.append(True)
+            continue
+        why = rerun_reason(path, protocol, model, dataset, vars(args), present,
+                           backbone_options(args))
+        redo.append(why is not None)
+        reason = reason or why or ""
     shots = None
     if protocol == "few_shot":
-        shots = [k for k, path in zip(options.n_support, outputs, strict=True)
-                 if force or not path.is_file()] or list(options.n_support)
+        shots = [k for k, again in zip(options.n_support, redo, strict=True) if again]
     argv = [options.python, str(REPO_ROOT / SCRIPTS[protocol]),
             *_script_arguments(protocol, model, dataset, options, shots)]
-    return Cell(protocol, model, dataset, tuple(argv), outputs)
+    return Cell(protocol, model, dataset, tuple(argv), outputs, reason, pending=any(redo))
 
 
 @dataclass
@@ -237,6 +259,7 @@ def plan_grid(models: Sequence[str], datasets: Sequence[str], protocols: Sequenc
               options: SweepOptions, force: bool = False) -> Plan:
     """Every applicable (model, dataset, protocol) cell, ordered model, dataset, protocol."""
     plan = Plan([], [], [])
+    present = Present(options.models_dir, options.data_root)  # shared: each hash computed once
     for protocol in protocols:
         for dataset in datasets:
             if (reason := not_applicable(protocol, dataset)) is not None:
@@ -246,8 +269,8 @@ def plan_grid(models: Sequence[str], datasets: Sequence[str], protocols: Sequenc
             for protocol in protocols:
                 if not_applicable(protocol, dataset) is not None:
                     continue
-                cell = build_cell(protocol, model, dataset, options, force)
-                (plan.to_run if force or cell.missing() else plan.done).append(cell)
+                cell = build_cell(protocol, model, dataset, options, force, present)
+                (plan.to_run if cell.pending else plan.done).append(cell)
     return plan
 
 

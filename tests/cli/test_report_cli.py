@@ -6,7 +6,14 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
+import pytest
+
 import report as report_script
+import sweep as sweep_script
+from tests.fixtures.dataset_layouts import write_layout
+from tests.fixtures.detectron2_checkpoints import write_common_checkpoint
+from transfer import bootstrap, comparisons
 from transfer.report import PAPER_DIR
 
 MODELS = ["moco-v1", "simclr-v2", "deepcluster-v2"]
@@ -17,8 +24,9 @@ def test_report_writes_tables_plots_and_the_paper_beside_ours(tmp_path, capsys):
     (results / "linear").mkdir(parents=True)
     for i, model in enumerate(MODELS):
         for dataset in ("cifar10", "pets"):
+            score = 80.0 + 3 * i + (dataset == "pets")
             record = {"protocol": "linear", "model": model, "dataset": dataset,
-                      "metric": "accuracy", "score": 80.0 + 3 * i + (dataset == "pets")}
+                      "metric": "accuracy", "score": score, "ci": [score - 1.0, score + 0.5]}
             (results / "linear" / f"{model}__{dataset}.json").write_text(json.dumps(record))
     out = tmp_path / "report"
     assert report_script.main(["--results", str(results), "--out", str(out), "--paper"]) == 0
@@ -31,6 +39,10 @@ def test_report_writes_tables_plots_and_the_paper_beside_ours(tmp_path, capsys):
     row = rows["simclr-v2 / pets"]
     assert float(row["ours"]) == 84.0 and float(row["paper"]) == paper["simclr-v2"]
     assert float(row["difference"]) == 84.0 - paper["simclr-v2"]
+    assert (float(row["ours_low"]), float(row["ours_high"])) == (83.0, 84.5)
+    assert paper["simclr-v2"] == 84.72 and row["paper_in_our_interval"] == "no"  # > 84.5
+    markdown = (out / "tables" / "linear_vs_paper.md").read_text()
+    assert "| simclr-v2 / pets | 84.00 ± 0.75 |" in markdown
     assert (out / "plots" / "linear_vs_imagenet.png").is_file()
     assert (out / "plots" / "linear_heatmap.png").is_file()
     assert "![linear heatmap](plots/linear_heatmap.png)" in (out / "report.md").read_text()
@@ -42,3 +54,73 @@ def test_report_errors_name_the_folder(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"report.py: error: {missing}: no such results folder" in err
     assert not Path(tmp_path / "r").exists()
+
+
+def test_report_prints_a_warning_for_mixed_code_versions(tmp_path, capsys):
+    results = tmp_path / "results"
+    (results / "linear").mkdir(parents=True)
+    for model, commit in (("byol", "1" * 40), ("pirl", "2" * 40)):
+        record = {"protocol": "linear", "model": model, "dataset": "dtd", "score": 60.0,
+                  "provenance": {"splits": {"test": "same"},
+                                 "code": {"version": "0.1.0", "commit": commit, "dirty": False}}}
+        (results / "linear" / f"{model}__dtd.json").write_text(json.dumps(record))
+    assert report_script.main(["--results", str(results), "--out", str(tmp_path / "r")]) == 0
+    warning = (f"warning: linear mixes records of 2 code versions: {'1' * 40} (1: byol/dtd); "
+               f"{'2' * 40} (1: pirl/dtd)")
+    assert warning in capsys.readouterr().out.splitlines()
+    assert warning.removeprefix("warning: ") in (tmp_path / "r" / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_a_sweep_of_two_models_reports_intervals_and_significance_marks(tmp_path, capsys):
+    """The acceptance run: sweep.py on digits and a fixture DTD for two models, then report.py
+    shows intervals (±), significance marks (bold) and rank intervals; the pairs table's p-values
+    follow from the records' per-image outputs; a second sweep skips every cell."""
+    write_layout("dtd", tmp_path / "data", per_class=4)
+    write_common_checkpoint(tmp_path / "models", "tiny")
+    results = tmp_path / "results"
+    argv = ["--models", "random", "tiny", "--datasets", "digits", "dtd", "--protocols", "linear",
+            "--results-dir", str(results), "--models-dir", str(tmp_path / "models"),
+            "--data-root", str(tmp_path / "data"), "--cache-dir", str(tmp_path / "cache"),
+            "--device", "cpu", "--image-size", "16", "--workers", "0", "--no-progress",
+            "--extra", "linear=--C 1 --bootstrap 200", "--jobs", "2"]  # one fit: no C search
+    assert sweep_script.main(argv) == 0
+    assert "4 cells: 4 to run, 0 with results" in capsys.readouterr().out
+    assert sweep_script.main(argv) == 0
+    assert "4 cells: 0 to run, 4 with results" in capsys.readouterr().out
+
+    out = tmp_path / "report"
+    assert report_script.main(["--results", str(results), "--out", str(out),
+                               "--bootstrap", "300"]) == 0
+    printed = capsys.readouterr().out
+    assert "warning" not in printed  # one code version, one identity per split
+    table = (out / "tables" / "linear.md").read_text()
+    assert "| model | dtd | digits | rank [95%] |" in table
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in table.splitlines()
+            if line.startswith(("| random ", "| tiny "))}
+    assert set(rows) == {"random", "tiny"}
+    for line in rows.values():
+        assert line.count(" ± ") == 2
+    assert table.count("**") >= 4  # at least the best of each dataset, in bold
+    assert "bold: the best of the models compared on the dataset" in table
+    page = (out / "report.md").read_text()
+    assert table.split("\n", 2)[2].split("\n- ")[0] in page
+
+    with open(out / "tables" / "linear_pairs.csv") as handle:
+        pairs = {row["pair"]: row for row in csv.DictReader(handle)}
+    assert set(pairs) == {"dtd: random vs tiny", "digits: random vs tiny"}
+    for dataset, metric in (("digits", "accuracy"), ("dtd", "accuracy")):
+        stored = {m: np.load(results / "linear" / f"{m}__{dataset}.npz") for m in ("random",
+                                                                                   "tiny")}
+        targets = stored["random"]["targets"]
+        assert np.array_equal(targets, stored["tiny"]["targets"])
+        indices = bootstrap.resample_indices(targets, metric, 300, seed=0)
+        resampled = [bootstrap.metric_over_resamples(metric, targets,
+                                                     stored[m]["scores"].astype(np.float32),
+                                                     indices) for m in ("random", "tiny")]
+        p = comparisons.paired_p_value(*resampled)
+        assert float(pairs[f"{dataset}: random vs tiny"]["p"]) == pytest.approx(p)
+        tied = "**" in rows["tiny"].split(" | ")[1 if dataset == "dtd" else 2]
+        best = max(("random", "tiny"), key=lambda m: json.loads(
+            (results / "linear" / f"{m}__{dataset}.json").read_text())["score"])
+        assert tied == (best == "tiny" or p >= 0.05)

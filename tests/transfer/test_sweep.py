@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from pathlib import Path
 
 import pytest
 
+from datasets import load_split
+from models import load_backbone
 from models.registry import PAPER_MODELS
+from tests.fixtures.dataset_layouts import write_layout
+from tests.fixtures.detectron2_checkpoints import write_common_checkpoint
 from transfer import sweep
 from transfer.sweep import Cell, SlurmOptions, SweepError, SweepOptions
 
@@ -161,23 +166,84 @@ def test_expected_outputs_follow_settings_named_in_the_file_names(tmp_path, caps
     assert "argument --n-query: expected an integer >= 1, got 0" in capsys.readouterr().err
 
 
-def test_finished_cells_are_skipped_and_few_shot_runs_only_missing_shots(tmp_path):
-    options = _options(tmp_path, n_support=(5, 20, 50))
+def _current_record(path: Path, model: str, dataset: str, data_root: Path,
+                    models_dir: Path | None = None, **options) -> None:
+    """A record whose provenance is what a run would use now: the backbone's identity and the
+    split identities as loaded here, and the given protocol options."""
+    splits = {name: load_split(dataset, name, data_root, download=False).identity
+              for name in ("trainval", "test")}
+    record = {"protocol": path.parent.name, "model": model, "dataset": dataset, "score": 50.0,
+              "provenance": {"checkpoint": load_backbone(model, models_dir).identity,
+                             "splits": splits, "options": {"model": model, "dataset": dataset,
+                                                           **options}}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record))
+
+
+@pytest.fixture(scope="module")
+def dtd_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    write_layout("dtd", root)
+    return root
+
+
+def test_finished_cells_are_skipped_and_few_shot_runs_only_missing_shots(tmp_path, dtd_root):
+    options = _options(tmp_path, n_support=(5, 20, 50), data_root=str(dtd_root))
     root = tmp_path / "results"
-    (root / "linear").mkdir(parents=True)
-    (root / "linear" / "random__dtd.json").write_text("{}")
-    (root / "few_shot").mkdir()
-    (root / "few_shot" / "random__dtd__5way20shot.json").write_text("{}")
+    _current_record(root / "linear" / "random__dtd.json", "random", "dtd", dtd_root)
+    _current_record(root / "few_shot" / "random__dtd__5way20shot.json", "random", "dtd",
+                    dtd_root, n_way=5, n_support=[20, 50])  # n_support: the shots of its run
     plan = sweep.plan_grid(["random"], ["dtd"], ["linear", "few_shot"], options)
     assert [c.name for c in plan.done] == ["linear/random__dtd"]
     (few,) = plan.to_run
     assert list(few.argv[-3:]) == ["--n-support", "5", "50"]
+    assert few.reason == ""  # nothing outdated, two shot counts missing
     forced = sweep.plan_grid(["random"], ["dtd"], ["linear", "few_shot"], options, force=True)
     assert [c.name for c in forced.to_run] == ["linear/random__dtd", "few_shot/random__dtd"]
     assert list(forced.to_run[1].argv[-4:]) == ["--n-support", "5", "20", "50"]
     for k in (5, 50):
-        (root / "few_shot" / f"random__dtd__5way{k}shot.json").write_text("{}")
+        _current_record(root / "few_shot" / f"random__dtd__5way{k}shot.json", "random", "dtd",
+                        dtd_root, n_way=5)
     assert sweep.plan_grid(["random"], ["dtd"], ["few_shot"], options).to_run == []
+    # one outdated shot count: only it runs again, and the cell says why
+    (root / "few_shot" / "random__dtd__5way20shot.json").write_text("{}")
+    (few,) = sweep.plan_grid(["random"], ["dtd"], ["few_shot"], options).to_run
+    assert list(few.argv[few.argv.index("--n-support"):][:2]) == ["--n-support", "20"]
+    assert few.reason == "the record has no provenance (written by an older version)"
+
+
+def test_a_changed_checkpoint_split_or_option_reruns_the_cell(tmp_path, dtd_root):
+    data = tmp_path / "data"
+    shutil.copytree(dtd_root, data)
+    models = tmp_path / "models"
+    write_common_checkpoint(models, "tiny", seed=1)
+
+    def plan(*extra: str, force: bool = False):
+        options = _options(tmp_path, data_root=str(data), models_dir=str(models),
+                           extra={"linear": ("--wd-values", "3", *extra)})
+        return sweep.plan_grid(["tiny"], ["dtd"], ["linear"], options, force=force)
+
+    (cell,) = plan().to_run
+    (record,) = cell.outputs  # named by the script: results/linear/tiny__dtd__w3.json
+    assert record.name == "tiny__dtd__w3.json"
+    _current_record(record, "tiny", "dtd", data, models, wd_values=3, batch_size=64)
+    assert [c.name for c in plan().done] == ["linear/tiny__dtd"]  # an identical rerun: skipped
+    # the same file name, other weights
+    write_common_checkpoint(models, "tiny", seed=2)
+    assert [c.reason for c in plan().to_run] == ["checkpoint changed"]
+    write_common_checkpoint(models, "tiny", seed=1)
+    assert plan().to_run == []
+    # one test image fewer in the official split file
+    labels = data / "DTD" / "labels" / "test1.txt"
+    labels.write_text("\n".join(labels.read_text().splitlines()[1:]) + "\n")
+    assert [c.reason for c in plan().to_run] == ["split test changed"]
+    _current_record(record, "tiny", "dtd", data, models, wd_values=3, batch_size=64)
+    assert plan().to_run == []
+    # an option of the cell that its file name does not carry
+    (cell,) = plan("--batch-size", "32").to_run
+    assert cell.reason == "options changed (batch_size 64 -> 32)"
+    (cell,) = plan(force=True).to_run
+    assert cell.reason == ""  # --force runs everything, no reason needed
 
 
 def _script_cell(tmp_path: Path, name: str, code: str, writes: bool = True,
