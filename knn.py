@@ -7,16 +7,16 @@ import argparse
 import sys
 from pathlib import Path
 
-from models import load_backbone
 from transfer.arguments import (
     add_bootstrap_argument,
     add_feature_arguments,
-    backbone_options,
+    backbone_of,
+    feature_options,
     positive_float,
     positive_int,
 )
 from transfer.bootstrap import interval_line
-from transfer.cache import FeatureCache, FeatureOptions
+from transfer.cache import FeatureCache
 from transfer.errors import TransferError
 from transfer.knn import (
     DEFAULT_KS,
@@ -116,17 +116,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         check_results_dir("knn", args.results_dir)
-        backbone = load_backbone(
-            args.model, args.models_dir, no_norm=args.no_norm, options=backbone_options(args)
-        )
+        backbone = backbone_of(args)
         record = knn_probe(
             backbone,
             args.dataset,
             data_root=args.data_root,
             cache=FeatureCache(args.cache_dir),
-            features=FeatureOptions(
-                args.image_size, args.batch_size, args.device, args.workers, args.precision
-            ),
+            features=feature_options(args),
             ks=args.k,
             temperature=args.temperature,
             metric_space=args.metric_space,

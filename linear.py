@@ -7,16 +7,16 @@ import argparse
 import sys
 from pathlib import Path
 
-from models import load_backbone
 from transfer.arguments import (
     add_bootstrap_argument,
     add_feature_arguments,
-    backbone_options,
+    backbone_of,
+    feature_options,
     positive_float,
     positive_int,
 )
 from transfer.bootstrap import interval_line
-from transfer.cache import FeatureCache, FeatureOptions
+from transfer.cache import FeatureCache
 from transfer.errors import TransferError
 from transfer.linear_probe import linear_probe
 from transfer.logreg import STRATEGIES
@@ -104,17 +104,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace) -> int:
     check_results_dir("linear", args.results_dir)
-    backbone = load_backbone(
-        args.model, args.models_dir, no_norm=args.no_norm, options=backbone_options(args)
-    )
+    backbone = backbone_of(args)
     record = linear_probe(
         backbone,
         args.dataset,
         data_root=args.data_root,
         cache=FeatureCache(args.cache_dir),
-        features=FeatureOptions(
-            args.image_size, args.batch_size, args.device, args.workers, args.precision
-        ),
+        features=feature_options(args),
         C=args.C,
         num_wd=args.wd_values,
         solver=args.solver,

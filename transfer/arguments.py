@@ -7,7 +7,9 @@ from collections.abc import Callable
 
 import torch
 
+from models import Backbone, load_backbone
 from models.resolve import POOLS, PREPROCESSES, BackboneOptions
+from transfer.cache import FeatureOptions
 from transfer.device import device_argument
 from transfer.precision import PRECISIONS
 
@@ -111,6 +113,20 @@ def backbone_options(args: argparse.Namespace) -> BackboneOptions:
         layers=args.layers,
         preprocess=args.preprocess,
         random_init=args.random_init,
+    )
+
+
+def backbone_of(args: argparse.Namespace) -> Backbone:
+    """The backbone that ``--model`` and the backbone options of parsed ``args`` stand for."""
+    return load_backbone(
+        args.model, args.models_dir, no_norm=args.no_norm, options=backbone_options(args)
+    )
+
+
+def feature_options(args: argparse.Namespace) -> FeatureOptions:
+    """How the feature pass of ``add_feature_arguments``' parsed ``args`` runs."""
+    return FeatureOptions(
+        args.image_size, args.batch_size, args.device, args.workers, args.precision
     )
 
 

@@ -209,6 +209,17 @@ class ManyShotFeatures:
     def targets(self, name: str) -> np.ndarray:
         return self.splits[name].targets
 
+    def record_fields(self, backbone) -> dict:
+        """What every many-shot record says about its features and their backbone."""
+        return {
+            "image_size": self.image_size,
+            "normalize": backbone.normalize,
+            "transform_id": self.transform_id,
+            "backbone": backbone.describe(),
+            "sizes": {name: len(split) for name, split in self.splits.items()},
+            "features_cached": self.cached,
+        }
+
 
 def many_shot_features(
     backbone,

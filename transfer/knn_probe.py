@@ -139,12 +139,7 @@ def knn_probe(
         "val_scores": {str(k): float(val[k]) for k in ks},
         "best_val_score": float(val[best_k]),
         "test_scores": {str(k): float(test[k]) for k in ks},
-        "image_size": extracted.image_size,
-        "normalize": backbone.normalize,
-        "transform_id": extracted.transform_id,
-        "backbone": backbone.describe(),
-        "sizes": {name: len(split) for name, split in splits.items()},
-        "features_cached": extracted.cached,
+        **extracted.record_fields(backbone),
         "timings": {
             "features_s": extracted.seconds,
             "search_s": search_seconds,

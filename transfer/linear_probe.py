@@ -129,12 +129,7 @@ def linear_probe(
         **grid_record,
         "solver": solver,
         "strategy": strategy,
-        "image_size": extracted.image_size,
-        "normalize": backbone.normalize,
-        "transform_id": extracted.transform_id,
-        "backbone": backbone.describe(),
-        "sizes": {name: len(split) for name, split in splits.items()},
-        "features_cached": extracted.cached,
+        **extracted.record_fields(backbone),
         "timings": {
             "features_s": feature_seconds,
             "search_s": search_seconds,
