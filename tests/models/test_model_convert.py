@@ -96,7 +96,7 @@ def test_truncated_and_foreign_files_are_clear_errors_and_write_nothing(referenc
     out = tmp_path / "out"
     out.mkdir()
     for bad in (truncated, text):
-        with pytest.raises(ModelError, match="could not read .* as a PyTorch checkpoint"):
+        with pytest.raises(ModelError, match="could not read .*: not a PyTorch checkpoint"):
             prepare_model(MODELS["moco-v2"], out, bad)
     with pytest.raises(ModelError, match="BYOL"):
         prepare_model(MODELS["byol"], out, text)
