@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -11,11 +12,12 @@ import pytest
 
 from datasets import load_split
 from models import load_backbone
-from models.registry import PAPER_MODELS
+from models.registry import PAPER_MODELS, REPO_ROOT
 from tests.fixtures.dataset_layouts import write_layout
 from tests.fixtures.detectron2_checkpoints import write_common_checkpoint
 from transfer import sweep
 from transfer.sweep import Cell, SlurmOptions, SweepError, SweepOptions
+from transfer.sweep.local import THREAD_VARIABLES
 
 # SPEC section 2, written out here rather than derived from the registry under test.
 MANY_SHOT = ["aircraft", "caltech101", "cars", "cifar10", "cifar100", "dtd", "flowers", "food",
@@ -96,7 +98,7 @@ def test_cell_commands_pass_the_shared_options_through(tmp_path):
                                                     ["linear", "few_shot", "finetune"],
                                                     options).to_run}
     linear = list(cells["linear"].argv)
-    assert linear[:2] == [sys.executable, str(Path(sweep.REPO_ROOT) / "linear.py")]
+    assert linear[:2] == [sys.executable, str(Path(REPO_ROOT) / "linear.py")]
     assert linear[2:] == ["--model", "random", "--dataset", "dtd", "--results-dir",
                           str(tmp_path / "results"), "--models-dir", "/m", "--data-root", "/d",
                           "--device", "cpu", "--image-size", "32", "--workers", "0",
@@ -117,7 +119,7 @@ def test_knn_cells_run_knn_py_on_the_cache_and_skip_cross_domain_sets(tmp_path):
     assert [cell.name for cell in plan.to_run] == ["knn/random__dtd", "knn/random__voc2007"]
     assert plan.not_applicable == [("knn", "eurosat", "a cross-domain set is few-shot only")]
     cell = plan.to_run[0]
-    assert cell.argv[1] == str(Path(sweep.REPO_ROOT) / "knn.py")
+    assert cell.argv[1] == str(Path(REPO_ROOT) / "knn.py")
     # its settings other than the defaults are named, as knn.py names its result
     assert cell.outputs == (tmp_path / "results" / "knn" / "random__dtd__k20__tries3__i32.json",)
     # knn.py takes every option the sweep passes it
@@ -352,7 +354,7 @@ def test_a_sweep_that_dies_or_is_interrupted_takes_its_running_cells_with_it(tmp
         f"cell = sweep.Cell('linear', 'm', 'd', (sys.executable, '-c', {cell_code!r}), ())\n"
         f"sweep.run_local([cell], jobs=1, log_dir=Path({str(tmp_path / 'logs')!r}), "
         "progress=False)\n")
-    runner = subprocess.Popen([sys.executable, "-c", sweep_code], cwd=sweep.REPO_ROOT)
+    runner = subprocess.Popen([sys.executable, "-c", sweep_code], cwd=REPO_ROOT)
     deadline = time.time() + 60
     while not (pids.is_file() and len(pids.read_text().split()) == 2):
         assert time.time() < deadline and runner.poll() is None
@@ -368,11 +370,11 @@ def test_a_sweep_that_dies_or_is_interrupted_takes_its_running_cells_with_it(tmp
 
 def test_parallel_cells_share_the_cores_out_between_them(tmp_path, monkeypatch):
     """--jobs N: each cell gets cores / N BLAS / OpenMP threads unless the user set them."""
-    monkeypatch.setattr(sweep.os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
-    for name in sweep.THREAD_VARIABLES:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    for name in THREAD_VARIABLES:
         monkeypatch.delenv(name, raising=False)
-    assert {sweep.cell_environment(3)[name] for name in sweep.THREAD_VARIABLES} == {"2"}
-    assert not set(sweep.THREAD_VARIABLES) & set(sweep.cell_environment(1))
+    assert {sweep.cell_environment(3)[name] for name in THREAD_VARIABLES} == {"2"}
+    assert not set(THREAD_VARIABLES) & set(sweep.cell_environment(1))
     assert sweep.cell_environment(16)["OMP_NUM_THREADS"] == "1"
     monkeypatch.setenv("MKL_NUM_THREADS", "5")
     assert sweep.cell_environment(2)["MKL_NUM_THREADS"] == "5"
