@@ -15,7 +15,7 @@ import numpy as np
 from datasets.errors import DatasetError, missing_path_error
 from datasets.registry import DatasetSpec
 from datasets.sources import ArraySource
-from datasets.splits import Split, check_targets
+from datasets.split import Split, check_targets
 
 # name -> (batch folder, train batches, test batches, meta file, class-name key, label key)
 CIFAR_FILES = {

@@ -10,7 +10,7 @@ import pandas as pd
 from datasets.errors import DatasetError
 from datasets.layout import file_split, not_utf8_error, require_file
 from datasets.registry import DatasetSpec
-from datasets.splits import Split
+from datasets.split import Split
 
 ISIC_CSV = "ISIC2018_Task3_Training_GroundTruth/ISIC2018_Task3_Training_GroundTruth.csv"
 ISIC_CLASSES = ["MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC"]

@@ -13,7 +13,7 @@ import numpy as np
 
 from datasets.registry import DatasetSpec
 from datasets.sources import ArraySource
-from datasets.splits import Split
+from datasets.split import Split
 
 N_TRAIN = 1200
 

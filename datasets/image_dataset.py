@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 from torch.utils.data import Dataset
 
-from datasets.splits import Split
+from datasets.split import Split
 
 
 class ImageDataset(Dataset):

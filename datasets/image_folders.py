@@ -12,7 +12,7 @@ from torchvision.datasets import ImageFolder
 from datasets.errors import DatasetError
 from datasets.layout import file_split, require_dir
 from datasets.registry import DatasetSpec
-from datasets.splits import Split
+from datasets.split import Split
 
 IMAGE_ROOTS = {"cropdiseases": "dataset/train", "eurosat": "2750"}
 

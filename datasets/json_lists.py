@@ -21,7 +21,7 @@ from datasets.layout import (
     require_file,
 )
 from datasets.registry import DatasetSpec
-from datasets.splits import Split
+from datasets.split import Split
 
 
 def read_food(spec: DatasetSpec, root: Path, part: str) -> Split:

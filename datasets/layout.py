@@ -9,7 +9,7 @@ import numpy as np
 from datasets.errors import DatasetError, missing_path_error
 from datasets.registry import DatasetSpec
 from datasets.sources import FileSource
-from datasets.splits import Split, check_targets
+from datasets.split import Split, check_targets
 
 
 def require_file(path: Path, spec: DatasetSpec) -> Path:

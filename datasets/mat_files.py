@@ -15,7 +15,7 @@ from scipy.io import loadmat
 from datasets.errors import DatasetError
 from datasets.layout import file_split, require_file
 from datasets.registry import DatasetSpec
-from datasets.splits import Split
+from datasets.split import Split
 
 CARS_ANNOTATIONS = {
     "train": ("devkit/cars_train_annos.mat", "cars_train"),

@@ -14,131 +14,49 @@ Readers (one module per on-disk format) return the official parts of a dataset (
 
 from __future__ import annotations
 
-import hashlib
-import importlib
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
+from datasets import (
+    cifar,
+    csv_labels,
+    digits,
+    image_folders,
+    json_lists,
+    mat_files,
+    text_lists,
+    voc,
+)
 from datasets.errors import DatasetError, missing_path_error
 from datasets.registry import DatasetSpec, dataset_dir, get_dataset_spec
-from datasets.sources import ArraySource, FileSource, ImageOpener
+from datasets.split import Split, concat_splits
 
 VAL_FRACTION = 0.2
 VAL_SEED = 0
 
-# dataset name -> "module:function" of its reader; imported lazily so that one broken
-# optional dependency never blocks the other datasets.
-READERS: dict[str, str] = {
-    "aircraft": "datasets.text_lists:read_aircraft",
-    "caltech101": "datasets.text_lists:read_caltech101",
-    "dtd": "datasets.text_lists:read_dtd",
-    "pets": "datasets.text_lists:read_pets",
-    "sun397": "datasets.text_lists:read_sun397",
-    "cars": "datasets.mat_files:read_cars",
-    "flowers": "datasets.mat_files:read_flowers",
-    "food": "datasets.json_lists:read_food",
-    "cifar10": "datasets.cifar:read_cifar10",
-    "cifar100": "datasets.cifar:read_cifar100",
-    "voc2007": "datasets.voc:read_voc2007",
-    "cropdiseases": "datasets.image_folders:read_cropdiseases",
-    "eurosat": "datasets.image_folders:read_eurosat",
-    "isic": "datasets.csv_labels:read_isic",
-    "chestx": "datasets.csv_labels:read_chestx",
-    "digits": "datasets.digits:read_digits",
+# dataset name -> its reader (one module per on-disk format family)
+READERS: dict[str, Callable[..., Split]] = {
+    "aircraft": text_lists.read_aircraft,
+    "caltech101": text_lists.read_caltech101,
+    "dtd": text_lists.read_dtd,
+    "pets": text_lists.read_pets,
+    "sun397": text_lists.read_sun397,
+    "cars": mat_files.read_cars,
+    "flowers": mat_files.read_flowers,
+    "food": json_lists.read_food,
+    "cifar10": cifar.read_cifar10,
+    "cifar100": cifar.read_cifar100,
+    "voc2007": voc.read_voc2007,
+    "cropdiseases": image_folders.read_cropdiseases,
+    "eurosat": image_folders.read_eurosat,
+    "isic": csv_labels.read_isic,
+    "chestx": csv_labels.read_chestx,
+    "digits": digits.read_digits,
 }
-
-
-@dataclass
-class Split:
-    """One split of one dataset: class names, per-sample keys and targets, and an image source.
-
-    ``targets`` is int64 (n,) or, for multi-label sets, uint8 (n, C) of 0/1. ``keys`` are
-    relative paths (or ``part#index`` for in-memory sets), so ``identity`` depends only on
-    the content, never on where the data root is.
-    """
-
-    dataset: str
-    name: str
-    classes: list[str]
-    targets: np.ndarray
-    keys: list[str]
-    multilabel: bool
-    source: FileSource | ArraySource = field(repr=False)
-
-    def __post_init__(self) -> None:
-        if len(self.keys) != len(self.targets):
-            raise DatasetError(
-                f"{self.dataset}/{self.name}: {len(self.keys)} keys but {len(self.targets)} targets"
-            )
-
-    def __len__(self) -> int:
-        return len(self.keys)
-
-    @property
-    def opener(self) -> ImageOpener:
-        """A picklable ``opener(i) -> PIL.Image`` for DataLoader workers."""
-        return ImageOpener(self.source, self.keys)
-
-    def load_image(self, i: int) -> Image.Image:
-        """The RGB image of sample ``i``; an unreadable file raises DatasetError naming it."""
-        return self.source(self.keys[i])
-
-    @property
-    def identity(self) -> str:
-        """sha256 of (dataset, keys, targets): equal content gives an equal identity."""
-        digest = hashlib.sha256()
-        digest.update(self.dataset.encode() + b"\0")
-        digest.update("\n".join(self.keys).encode() + b"\0")
-        targets = np.ascontiguousarray(self.targets)
-        digest.update(f"{targets.dtype.str}{targets.shape}".encode() + b"\0")
-        digest.update(targets.tobytes())
-        return digest.hexdigest()
-
-    def subset(self, indices: Sequence[int] | np.ndarray, name: str) -> Split:
-        """The samples at ``indices`` (in that order) as a new split called ``name``."""
-        indices = np.asarray(indices, dtype=np.int64)
-        return Split(
-            dataset=self.dataset,
-            name=name,
-            classes=list(self.classes),
-            targets=self.targets[indices],
-            keys=[self.keys[i] for i in indices],
-            multilabel=self.multilabel,
-            source=self.source,
-        )
-
-    def class_counts(self) -> np.ndarray:
-        """Images per class (positives per class for multi-label sets)."""
-        if self.multilabel:
-            return self.targets.sum(axis=0).astype(np.int64)
-        return np.bincount(self.targets, minlength=len(self.classes))
-
-
-def concat_splits(parts: Sequence[Split], name: str) -> Split:
-    """Pool ``parts`` (same dataset, same classes) in order into one split called ``name``."""
-    first = parts[0]
-    source = first.source
-    for part in parts[1:]:
-        if part.classes != first.classes:
-            raise DatasetError(
-                f"{first.dataset}: parts {first.name!r} and {part.name!r} disagree on classes"
-            )
-        source = source.merge(part.source)
-    return Split(
-        dataset=first.dataset,
-        name=name,
-        classes=list(first.classes),
-        targets=np.concatenate([p.targets for p in parts]),
-        keys=[k for p in parts for k in p.keys],
-        multilabel=first.multilabel,
-        source=source,
-    )
 
 
 def random_val_indices(n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -151,26 +69,6 @@ def random_val_indices(n: int) -> tuple[np.ndarray, np.ndarray]:
     np.random.RandomState(VAL_SEED).shuffle(indices)
     n_val = int(np.floor(VAL_FRACTION * n))
     return indices[n_val:], indices[:n_val]
-
-
-def check_targets(targets: np.ndarray, classes: Sequence[str], origin: object) -> None:
-    """Labels in range and every class present, else a DatasetError naming ``origin``."""
-    n_classes = len(classes)
-    if targets.ndim == 1:
-        if len(targets) and (targets.min() < 0 or targets.max() >= n_classes):
-            bad = targets[(targets < 0) | (targets >= n_classes)][0]
-            raise DatasetError(f"{origin}: label {bad} out of range for {n_classes} classes")
-        counts = np.bincount(targets, minlength=n_classes)
-    else:
-        counts = targets.sum(axis=0)
-    empty = [classes[c] for c in np.flatnonzero(counts == 0)]
-    if empty:
-        raise DatasetError(f"{origin}: no images for class(es) {', '.join(map(str, empty[:10]))}")
-
-
-def _reader(spec: DatasetSpec):
-    module_name, _, function = READERS[spec.name].partition(":")
-    return getattr(importlib.import_module(module_name), function)
 
 
 def _drop_broken(split: Split) -> Split:
@@ -217,7 +115,7 @@ def load_split(
     root = dataset_dir(spec, data_root)
     if not spec.demo and not (spec.auto_download and download) and not root.is_dir():
         raise missing_path_error(root, spec, "dataset folder")
-    read = _reader(spec)
+    read = READERS[spec.name]
 
     def part(name: str) -> Split:
         return read(spec, root, name, **options)

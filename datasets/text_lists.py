@@ -13,7 +13,7 @@ from pathlib import Path
 from datasets.errors import DatasetError
 from datasets.layout import file_split, read_lines
 from datasets.registry import DatasetSpec
-from datasets.splits import Split
+from datasets.split import Split
 
 SHIPPED_CALTECH101_SPLITS = Path(__file__).resolve().parent / "caltech101_splits"
 

@@ -14,7 +14,7 @@ import numpy as np
 from datasets.errors import DatasetError
 from datasets.layout import file_split, read_lines
 from datasets.registry import DatasetSpec
-from datasets.splits import Split
+from datasets.split import Split
 
 VOC_CLASSES = [
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 
 from datasets import DatasetError, ImageDataset, load_split, random_val_indices
 from datasets.sources import ArraySource
-from datasets.splits import Split
+from datasets.split import Split
 
 
 @pytest.mark.parametrize("n", [0, 1, 4, 5, 7, 10, 99, 1200, 50000])
