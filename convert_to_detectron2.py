@@ -14,9 +14,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from models.backbone import how_to_make_checkpoint
 from models.detectron2 import convert_checkpoint, detection_models
-from models.registry import ModelError, default_models_dir
+from models.errors import ModelError
+from models.registry import default_models_dir
+from models.resnet50 import how_to_make_checkpoint
 from models.resolve import RANDOM, model_label, resolve_model
 from transfer.errors import TransferError
 

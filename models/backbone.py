@@ -1,20 +1,16 @@
-"""The backbones every protocol evaluates: the paper's ResNet-50 trunk (built, loaded strictly
-from a common-format file, returning the 2048-d globally pooled layer4 feature) and, through
-``models/timm_backbone.py``, any timm model. A ``Backbone`` says what the protocols need to know:
-its feature width, how it wants its images (``DataConfig``) and a content identity for the cache.
+"""What every protocol sees of a model: a ``Backbone`` (a trunk returning pooled features, its
+feature width, how it wants its images and a content identity for the cache), and the
+``BackboneOptions`` that say how a timm model is built and read.
+
+Types only: building and loading live in ``resnet50``, ``timm_backbone`` and ``loader``.
 """
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import warnings
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
-import torchvision
 from torch import nn
 
 from datasets.transforms import (
@@ -24,27 +20,40 @@ from datasets.transforms import (
     build_transform,
     timm_eval_transform,
 )
-from models.registry import MODELS, ModelError, ModelSpec
-from models.resolve import RANDOM, BackboneOptions, ModelRef, resolve_model
+from models.errors import ModelError
+
+POOLS = ("default", "avg", "cls+avg")
+
+
+PREPROCESSES = ("paper", "model")
+
+
+@dataclass(frozen=True)
+class BackboneOptions:
+    """How a timm model is built and read (the ``--weights/--pool/--layers/--preprocess/
+    --random-init`` flags); the defaults are the only values a ResNet-50 file accepts."""
+
+    weights: str | None = None  # a state dict file (.pth/.pt/.bin/.safetensors)
+    pool: str = "default"  # default: timm's pre-logits feature; avg; cls+avg
+    layers: int = 1  # concatenate the feature of the last N blocks
+    preprocess: str = "paper"  # paper: SPEC section 3's transforms; model: timm's eval transform
+    random_init: bool = False  # seeded random initialisation instead of pretrained weights
+
+    def changed(self) -> list[str]:
+        """The command-line flags whose values differ from the defaults."""
+        default = BackboneOptions()
+        return [
+            "--" + f.name.replace("_", "-")
+            for f in fields(self)
+            if getattr(self, f.name) != getattr(default, f.name)
+        ]
+
+
 
 FEATURE_DIM = 2048  # the ResNet-50 trunk's pooled feature
+
+
 RANDOM_SEED = 0
-
-
-def build_trunk() -> nn.Module:
-    """A torchvision ResNet-50 whose ``fc`` is an identity, so ``trunk(x)`` is the pooled feature
-    and its state dict has exactly the common format's keys."""
-    trunk = torchvision.models.resnet50(weights=None)
-    trunk.fc = nn.Identity()
-    return trunk
-
-
-@functools.lru_cache(maxsize=1)
-def trunk_shapes() -> dict[str, tuple[int, ...]]:
-    """Key -> shape of the common format (318 tensors), built on the meta device (no memory)."""
-    with torch.device("meta"):
-        trunk = build_trunk()
-    return {key: tuple(value.shape) for key, value in trunk.state_dict().items()}
 
 
 @dataclass(frozen=True)
@@ -155,151 +164,3 @@ class Backbone(nn.Module):
             "identity": self.identity,
         }
 
-
-def how_to_make_checkpoint(name: str, path: Path) -> str:
-    """What to do when the common-format file ``path`` of model ``name`` is missing."""
-    spec: ModelSpec | None = MODELS.get(name)
-    if spec is None:
-        return (
-            f"{name!r} is not a registered model ({', '.join(MODELS)}); to evaluate your own "
-            f"ResNet-50, save its torchvision state dict without fc.* as {path}; any other "
-            "architecture: timm:<name> (README: Evaluate your own backbone)"
-        )
-    how = f"create it with: python download_and_prepare_models.py --models {name}"
-    if spec.manual_steps:
-        how += f" --from FILE\n{spec.manual_steps}"
-    return how
-
-
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def state_dict_mismatch(state_dict: dict, shapes: dict[str, tuple[int, ...]]) -> list[str]:
-    """One line per kind of difference between ``state_dict`` and the expected key -> shape:
-    missing, unexpected and wrong-shape keys (at most 20 named each); empty when they match."""
-    missing = sorted(set(shapes) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(shapes))
-    wrong_shape = sorted(
-        f"{key}: {tuple(state_dict[key].shape)} (expected {shapes[key]})"
-        for key in set(shapes) & set(state_dict)
-        if tuple(state_dict[key].shape) != tuple(shapes[key])
-    )
-    lines = []
-    for title, keys in (
-        ("missing", missing),
-        ("unexpected", unexpected),
-        ("wrong shape", wrong_shape),
-    ):
-        if keys:
-            shown = ", ".join(keys[:20]) + (f", ... ({len(keys)} in all)" if len(keys) > 20 else "")
-            lines.append(f"{title} keys: {shown}")
-    return lines
-
-
-def check_common_format(state_dict: dict, source: str) -> None:
-    """Raise with the exact keys that differ from a torchvision ResNet-50 without ``fc``."""
-    problems = state_dict_mismatch(state_dict, trunk_shapes())
-    if problems:
-        raise ModelError(
-            "\n  ".join([f"{source} is not a ResNet-50 in the common format", *problems])
-        )
-
-
-def torch_load_failure(error: Exception) -> str:
-    """Why ``torch.load(..., weights_only=True)`` failed, in one line and without torch's advice
-    to retry with ``weights_only=False`` (which runs whatever code the file holds)."""
-    text = str(error)
-    if "WeightsUnpickler error:" in text:
-        detail = text.split("WeightsUnpickler error:", 1)[1].strip().split("\n", 1)[0]
-        detail = detail.split(". Please use", 1)[0]
-        return f"weights-only unpickler: {detail}"
-    first = text.strip().split("\n", 1)[0].split(". This is an internal", 1)[0]
-    return f"{type(error).__name__}: {first}" if first else type(error).__name__
-
-
-def load_state_dict_file(path: str | Path, allowed_globals: tuple = ()) -> dict:
-    """``torch.load`` with ``weights_only=True`` (plus ``allowed_globals``, harmless classes some
-    trainers save beside the weights), turning torch's errors into one clear message."""
-    try:
-        with torch.serialization.safe_globals(list(allowed_globals)), warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Detected pickle protocol")
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for a truncated or foreign file
-        raise ModelError(
-            f"could not read {path}: not a PyTorch checkpoint of weights "
-            f"({torch_load_failure(error)}); is it the right file, and "
-            f"complete? If it was downloaded, delete it and run the command again"
-        ) from None
-    if not isinstance(obj, dict):
-        raise ModelError(f"{path} holds a {type(obj).__name__}, not a dict of weights")
-    return obj
-
-
-def random_backbone(normalize: bool = True) -> Backbone:
-    """Seeded random initialisation: the lower bound that needs no download."""
-    generator_state = torch.random.get_rng_state()
-    torch.manual_seed(RANDOM_SEED)
-    trunk = build_trunk()
-    torch.random.set_rng_state(generator_state)
-    identity = f"random-seed{RANDOM_SEED}-torchvision{torchvision.__version__}"
-    return Backbone(trunk.eval(), RANDOM, normalize, identity,
-                    description=_resnet50_description(f"random-init-seed{RANDOM_SEED}", None))
-
-
-def _resnet50_description(weights: str, sha256: str | None) -> dict[str, Any]:
-    return {"architecture": "resnet50 (torchvision)", "weights": weights,
-            "weights_sha256": sha256, "pool": "default", "layers": 1}
-
-
-def load_backbone(
-    name: str,
-    models_dir: str | Path | None = None,
-    no_norm: bool = False,
-    options: BackboneOptions | None = None,
-) -> Backbone:
-    """The backbone ``name`` stands for (see ``models.resolve``), in eval mode.
-
-    A ResNet-50 file is loaded strictly into the torchvision trunk; registered models take their
-    normalisation from the registry, any other file ImageNet's unless ``no_norm``. A ``timm:``
-    name is built by ``models.timm_backbone`` with ``options``, which other models refuse.
-    """
-    options = options or BackboneOptions()
-    ref = resolve_model(name, models_dir)
-    if ref.is_timm:
-        from models.timm_backbone import load_timm_backbone
-
-        if no_norm:
-            raise ModelError(
-                f"--no-norm applies to ResNet-50 files; {name} is normalised with its own "
-                "pretrained config's mean and std"
-            )
-        return load_timm_backbone(ref, options)
-    if changed := options.changed():
-        raise ModelError(
-            f"{', '.join(changed)} apply to timm: models only; {name} is a ResNet-50 "
-            "(evaluated as in the paper: pooled layer4 feature, the paper's preprocessing)"
-        )
-    if ref.kind == RANDOM:
-        return random_backbone(normalize=not no_norm)
-    return _load_resnet50_file(ref, no_norm)
-
-
-def _load_resnet50_file(ref: ModelRef, no_norm: bool) -> Backbone:
-    path, spec = ref.path, ref.spec
-    if not path.exists():
-        name = spec.name if spec is not None else ref.text
-        raise ModelError(f"no checkpoint at {path}; {how_to_make_checkpoint(name, path)}")
-    state_dict = load_state_dict_file(path)
-    check_common_format(state_dict, str(path))
-    trunk = build_trunk()
-    trunk.load_state_dict(state_dict, strict=True)
-    normalize = (spec.normalize if spec is not None else True) and not no_norm
-    label = spec.name if spec is not None else path.stem
-    digest = file_sha256(path)
-    return Backbone(trunk.eval(), label, normalize, digest,
-                    description=_resnet50_description(str(path), digest))

@@ -13,16 +13,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.backbone import build_trunk, check_common_format, load_state_dict_file, trunk_shapes
+from models.errors import ModelError
 from models.haiku_pickle import load_byol_pickle
-from models.registry import (
-    BYOL_HAIKU,
-    SIMCLR_V2_CONVERTED,
-    TORCH,
-    TORCHVISION,
-    ModelError,
-    ModelSpec,
-)
+from models.registry import BYOL_HAIKU, SIMCLR_V2_CONVERTED, TORCH, TORCHVISION, ModelSpec
+from models.resnet50 import build_trunk, check_common_format, trunk_shapes
+from models.weights import load_state_dict_file
 
 WRAPPER_KEYS = ("state_dict", "model", "resnet")
 SIMCLR_V2_KEY_MAP = Path(__file__).with_name("simclr_v2_tf_keys.json")

@@ -21,8 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.backbone import check_common_format, load_state_dict_file
-from models.registry import MODELS, ModelError
+from models.errors import ModelError
+from models.registry import MODELS
+from models.resnet50 import check_common_format
+from models.weights import load_state_dict_file
 from transfer.atomic import atomic_path
 
 _BN = r"(weight|bias|running_mean|running_var|num_batches_tracked)"

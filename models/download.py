@@ -10,8 +10,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from models.backbone import file_sha256
-from models.registry import ModelError
+from models.errors import ModelError
+from models.weights import file_sha256
 
 CHUNK = 1 << 20
 

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from models.registry import ModelError
+from models.errors import ModelError
 
 # Modules whose classes the BYOL pickle names; they become attribute holders.
 _STAND_IN_MODULES = ("byol", "haiku", "jax", "jaxlib", "optax", "acme")

@@ -9,7 +9,8 @@ import torch
 
 from models.convert import ConversionReport, convert_file
 from models.download import download
-from models.registry import RANDOM, ModelError, ModelSpec
+from models.errors import ModelError
+from models.registry import RANDOM, ModelSpec
 from models.resolve import checkpoint_path
 from transfer.atomic import atomic_path
 

@@ -11,8 +11,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from transfer.errors import TransferError
-
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # Source formats, each with one converter in models/convert.py.
@@ -198,10 +196,6 @@ PAPER_MODELS: tuple[str, ...] = tuple(spec.name for spec in _MODELS)
 #: Every registered model, plus ``random``: a seeded random-init ResNet-50 (a lower bound).
 MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in _MODELS}
 MODELS["random"] = ModelSpec("random", None, RANDOM)
-
-
-class ModelError(TransferError):
-    """A checkpoint is missing, unreadable or not a ResNet-50 in a format we know."""
 
 
 def default_models_dir() -> Path:

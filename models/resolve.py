@@ -9,38 +9,17 @@ a name means and on the label its results are filed under.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
-from models.registry import MODELS, ModelError, ModelSpec, default_models_dir
+from models.backbone import BackboneOptions
+from models.errors import ModelError
+from models.registry import MODELS, ModelSpec, default_models_dir
+from models.timm_names import check_timm_name
 
 TIMM_PREFIX = "timm:"
 CHECKPOINT_SUFFIX = ".pth"
-POOLS = ("default", "avg", "cls+avg")
-PREPROCESSES = ("paper", "model")
-
 RANDOM, REGISTERED, CUSTOM, FILE, TIMM = "random", "registered", "custom", "file", "timm"
-
-
-@dataclass(frozen=True)
-class BackboneOptions:
-    """How a timm model is built and read (the ``--weights/--pool/--layers/--preprocess/
-    --random-init`` flags); the defaults are the only values a ResNet-50 file accepts."""
-
-    weights: str | None = None  # a state dict file (.pth/.pt/.bin/.safetensors)
-    pool: str = "default"  # default: timm's pre-logits feature; avg; cls+avg
-    layers: int = 1  # concatenate the feature of the last N blocks
-    preprocess: str = "paper"  # paper: SPEC section 3's transforms; model: timm's eval transform
-    random_init: bool = False  # seeded random initialisation instead of pretrained weights
-
-    def changed(self) -> list[str]:
-        """The command-line flags whose values differ from the defaults."""
-        default = BackboneOptions()
-        return [
-            "--" + f.name.replace("_", "-")
-            for f in fields(self)
-            if getattr(self, f.name) != getattr(default, f.name)
-        ]
 
 
 @dataclass(frozen=True)
@@ -79,8 +58,6 @@ def resolve_model(name: str, models_dir: str | Path | None = None) -> ModelRef:
     name is a registered model's, as ``download_and_prepare_models.py`` writes them.
     """
     if name.startswith(TIMM_PREFIX):
-        from models.timm_backbone import check_timm_name
-
         timm_name = name[len(TIMM_PREFIX) :]
         check_timm_name(timm_name)
         return ModelRef(name, TIMM, timm_name=timm_name)

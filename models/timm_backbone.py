@@ -11,18 +11,12 @@ Features (``TimmFeatures``):
 - ``cls+avg``: the CLS token and the patch mean side by side (DINOv2's linear probe input).
 ``--layers N`` concatenates that feature over the last N blocks (stages for a CNN), read with
 ``forward_intermediates`` and the model's final norm applied to each, as DINOv2 does.
-
-Pretrained weights are never fetched behind the user's back without a quick check: the hub
-cache is looked up first, and with no cached file and no network the error names the file to
-fetch and ``--weights`` within seconds, instead of huggingface_hub's minute of retries.
+Pretrained files come from ``timm_hub``; weights files are read by ``weights``.
 """
 
 from __future__ import annotations
 
-import difflib
-import os
-import re
-import sys
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -30,45 +24,19 @@ import torch
 from torch import nn
 
 from models.backbone import (
+    POOLS,
+    PREPROCESSES,
     RANDOM_SEED,
     Backbone,
+    BackboneOptions,
     DataConfig,
-    file_sha256,
-    load_state_dict_file,
-    state_dict_mismatch,
 )
-from models.registry import ModelError
-from models.resolve import POOLS, PREPROCESSES, BackboneOptions, ModelRef, model_label
+from models.errors import ModelError
+from models.resolve import ModelRef, model_label
+from models.timm_hub import pretrained_file, weights_sha256
+from models.weights import file_sha256, read_weights_file, state_dict_mismatch
 
-WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
-WRAPPER_KEYS = ("state_dict", "model")  # training checkpoints keep the weights under one of these
-PROBE_TIMEOUT_S = 5.0  # one HEAD request to the hub before downloading, no retries
-_SHA256 = re.compile(r"[0-9a-f]{64}")
-
-
-def check_timm_name(name: str) -> None:
-    """Raise unless ``<architecture>[.<tag>]`` is a timm architecture (with that pretrained tag),
-    naming the closest known names."""
-    import timm
-
-    arch, _, tag = name.partition(".")
-    if not arch or not timm.is_model(arch):
-        close = difflib.get_close_matches(arch, timm.list_models(), n=6, cutoff=0.6)
-        hint = f"; closest: {', '.join(close)}" if close else ""
-        raise ModelError(
-            f"timm has no architecture {arch!r}{hint} (list them with: python -c \"import timm; "
-            f"print(timm.list_models('*{arch.split('_')[0] or 'vit'}*'))\")"
-        )
-    if tag:
-        tags = timm.list_pretrained(f"{arch}.*")
-        if name not in tags:
-            close = difflib.get_close_matches(name, tags, n=6, cutoff=0.0)
-            known = f"; its tags: {', '.join(close)}" if close else " (it has none)"
-            raise ModelError(f"timm has no pretrained tag {tag!r} for {arch}{known}")
-
-
-# ----------------------------------------------------------------------------- features
-
+logger = logging.getLogger(__name__)
 
 class TimmFeatures(nn.Module):
     """A timm model (no classifier) whose forward returns the feature ``pool``/``layers`` ask."""
@@ -141,49 +109,6 @@ class TimmFeatures(nn.Module):
         return x.mean(dim=(1, 2) if fmt == "NHWC" else (2, 3))
 
 
-# ----------------------------------------------------------------------------- weights files
-
-
-def unwrap_state_dict(obj: dict, source: str) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """The tensors of a state dict saved bare or inside a ``state_dict``/``model`` wrapper, with
-    a DataParallel ``module.`` prefix stripped; plus notes saying what was unwrapped."""
-    notes = []
-    while not all(torch.is_tensor(v) for v in obj.values()):
-        key = next((k for k in WRAPPER_KEYS if isinstance(obj.get(k), dict)), None)
-        if key is None:
-            others = sorted(k for k, v in obj.items() if not torch.is_tensor(v))
-            raise ModelError(f"{source} is not a state dict: {', '.join(others[:8])} are not "
-                             f"tensors, and it has no {' or '.join(WRAPPER_KEYS)} entry to unwrap")
-        obj = obj[key]
-        notes.append(f"took the weights under {key!r}")
-    if obj and all(k.startswith("module.") for k in obj):
-        obj = {k[len("module."):]: v for k, v in obj.items()}
-        notes.append("stripped the 'module.' prefix")
-    return dict(obj), notes
-
-
-def read_weights_file(path: str | Path) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """A state dict from ``.pth``/``.pt``/``.bin`` (``weights_only=True``) or ``.safetensors``."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"--weights {path}: no such file")
-    suffix = path.suffix.lower()
-    if suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        try:
-            obj = load_file(str(path), device="cpu")
-        except Exception as error:  # safetensors raises its own error types for a bad header
-            raise ModelError(f"could not read {path} as safetensors ({type(error).__name__}: "
-                             f"{error}); is the file complete?") from None
-    elif suffix in WEIGHT_SUFFIXES:
-        obj = load_state_dict_file(path)
-    else:
-        raise ModelError(f"--weights {path}: expected a state dict file ending in "
-                         f"{', '.join(WEIGHT_SUFFIXES)}")
-    return unwrap_state_dict(obj, str(path))
-
-
 def _classifier_prefixes(model: nn.Module) -> tuple[str, ...]:
     names = model.pretrained_cfg.get("classifier") or ()
     names = (names,) if isinstance(names, str) else tuple(names)
@@ -207,109 +132,6 @@ def load_weights_strictly(model: nn.Module, path: str | Path, label: str) -> lis
                                       "expected)", *problems]))
     model.load_state_dict(state_dict, strict=True)
     return notes
-
-
-# ----------------------------------------------------------------------------- pretrained files
-
-
-def _offline() -> bool:
-    from huggingface_hub import constants
-
-    flag = os.environ.get("HF_HUB_OFFLINE", "").strip().upper()
-    return constants.HF_HUB_OFFLINE or flag in ("1", "ON", "YES", "TRUE")
-
-
-def _no_weights_error(what: str, url: str, reason: str) -> ModelError:
-    return ModelError(
-        f"no pretrained weights for {what} in the local cache, and {reason}: download {url} "
-        f"and pass it with --weights FILE (or run once with network access; --random-init gives "
-        "a random-init lower bound)"
-    )
-
-
-def _hub_candidates(filename: str) -> list[str]:
-    """The safetensors file timm prefers, then ``filename`` itself (timm's own order)."""
-    if filename.endswith(".safetensors"):
-        return [filename]
-    safe = {"pytorch_model.bin": "model.safetensors",
-            "open_clip_pytorch_model.bin": "open_clip_model.safetensors"}.get(filename)
-    if safe is None and filename.endswith(".bin"):
-        safe = filename[: -len(".bin")] + ".safetensors"
-    return [safe, filename] if safe else [filename]
-
-
-def _hub_file(hub_id: str, filename: str, what: str) -> Path:
-    """The hub file from huggingface_hub's cache, else downloaded after one quick probe."""
-    from huggingface_hub import (
-        get_hf_file_metadata,
-        hf_hub_download,
-        hf_hub_url,
-        try_to_load_from_cache,
-    )
-    from huggingface_hub.errors import EntryNotFoundError
-
-    repo, _, revision = hub_id.partition("@")
-    revision = revision or None
-    candidates = _hub_candidates(filename)
-    for candidate in candidates:
-        cached = try_to_load_from_cache(repo, candidate, revision=revision)
-        if isinstance(cached, str):
-            return Path(cached)
-    url = hf_hub_url(repo, candidates[0], revision=revision)
-    if _offline():
-        raise _no_weights_error(what, url, "HF_HUB_OFFLINE is set")
-    for candidate in candidates:
-        url = hf_hub_url(repo, candidate, revision=revision)
-        try:
-            get_hf_file_metadata(url, timeout=PROBE_TIMEOUT_S)
-        except EntryNotFoundError:
-            continue
-        except Exception as error:  # httpx/OSError/HTTP errors: the hub is not reachable
-            raise _no_weights_error(what, url, f"the hub is not reachable ({type(error).__name__})"
-                                    ) from None
-        return Path(hf_hub_download(repo, candidate, revision=revision))
-    raise ModelError(f"the hub has none of {', '.join(candidates)} for {what} ({hub_id})")
-
-
-def _url_file(url: str, what: str) -> Path:
-    """Weights timm keeps at a plain URL: torch's hub cache, else downloaded after one probe."""
-    import urllib.request
-    from urllib.parse import urlparse
-
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
-    if cached.is_file():
-        return cached
-    if _offline():
-        raise _no_weights_error(what, url, "HF_HUB_OFFLINE is set")
-    try:
-        urllib.request.urlopen(urllib.request.Request(url, method="HEAD"),
-                               timeout=PROBE_TIMEOUT_S).close()
-    except Exception as error:  # URLError, timeouts, HTTP errors
-        raise _no_weights_error(what, url, f"it is not reachable ({type(error).__name__})"
-                                ) from None
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    torch.hub.download_url_to_file(url, str(cached), progress=True)
-    return cached
-
-
-def pretrained_file(cfg: dict[str, Any], what: str) -> Path:
-    """The local file of a timm pretrained config's weights (fetched only when reachable)."""
-    if cfg.get("hf_hub_id"):
-        return _hub_file(cfg["hf_hub_id"], cfg.get("hf_hub_filename") or "pytorch_model.bin",
-                         what)
-    if cfg.get("url"):
-        return _url_file(cfg["url"], what)
-    raise ModelError(f"timm has no pretrained weights for {what}: pass --weights FILE, or "
-                     "--random-init for a random-init lower bound")
-
-
-def _sha256_of(path: Path) -> str:
-    """A hub blob is named by its sha256 (LFS files); other files are hashed."""
-    blob = Path(os.path.realpath(path))
-    return blob.name if _SHA256.fullmatch(blob.name) else file_sha256(blob)
-
-
-# ----------------------------------------------------------------------------- building
 
 
 def _create(name: str, fixed_size: bool, **kwargs: Any) -> tuple[nn.Module, bool]:
@@ -380,11 +202,11 @@ def load_timm_backbone(ref: ModelRef, options: BackboneOptions) -> Backbone:
         path = pretrained_file(cfg, ref.text)
         model, dynamic = _create(name, fixed_size, pretrained=True,
                                  pretrained_cfg_overlay={"file": str(path)})
-        sha = _sha256_of(path)
+        sha = weights_sha256(path)
         weights = f"timm-pretrained:{cfg.get('hf_hub_id') or cfg.get('url')}"
         weights_id = f"{weights}:{sha}"
     for note in notes:
-        print(f"note: {options.weights}: {note}", file=sys.stderr)
+        logger.info("note: %s: %s", options.weights, note)
     features = TimmFeatures(model.eval(), options.pool, options.layers)
     pretrained_cfg = model.pretrained_cfg
     architecture = f"{pretrained_cfg['architecture']}.{pretrained_cfg.get('tag') or ''}".rstrip(".")
@@ -396,3 +218,4 @@ def load_timm_backbone(ref: ModelRef, options: BackboneOptions) -> Backbone:
     return Backbone(features.eval(), model_label(ref.text, options), identity=identity,
                     data=_data_config(model, dynamic, options.preprocess),
                     feature_dim=features.feature_dim, description=description)
+

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import torch
 
 from models import Backbone, load_backbone
-from models.resolve import POOLS, PREPROCESSES, BackboneOptions
+from models.backbone import POOLS, PREPROCESSES, BackboneOptions
 from transfer.cache import FeatureOptions
 from transfer.device import device_argument
 from transfer.precision import PRECISIONS

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from datasets import Split, get_dataset_spec, load_split
-from models.backbone import torch_load_failure
 from models.registry import REPO_ROOT
+from models.weights import torch_load_failure
 from transfer.atomic import WriteError, atomic_path, check_writable_dir
 from transfer.device import device_name
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from models.backbone import file_sha256
+from models.weights import file_sha256
 from transfer.atomic import write_json_atomic
 from transfer.errors import TransferError
 from transfer.results import provenance, result_path, software_versions

@@ -15,7 +15,7 @@ from typing import Any
 
 from datasets import load_split
 from models import load_backbone
-from models.resolve import BackboneOptions
+from models.backbone import BackboneOptions
 from transfer.errors import TransferError
 
 #: Options that differ between the runs of one cell by design (few-shot files one shot count

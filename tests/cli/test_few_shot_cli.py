@@ -11,7 +11,7 @@ import torch
 
 import few_shot
 from datasets import build_transform, load_split
-from models.backbone import load_backbone
+from models.loader import load_backbone
 from tests.fixtures.checkpoints import write_common_format
 from tests.fixtures.dataset_layouts import write_layout
 from transfer.protonet import sample_episodes

@@ -14,7 +14,7 @@ from sklearn.neighbors import KNeighborsClassifier
 
 import knn
 from datasets import load_split
-from models.backbone import load_backbone
+from models.loader import load_backbone
 from tests.cli.test_linear_cli import direct_features, linear_argv
 from tests.fixtures.checkpoints import write_common_format
 from tests.fixtures.dataset_layouts import write_layout

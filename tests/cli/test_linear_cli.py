@@ -19,8 +19,9 @@ from sklearn.metrics import confusion_matrix
 
 import linear
 from datasets import build_transform, load_split
-from models.backbone import load_backbone, random_backbone
+from models.loader import load_backbone
 from models.registry import REPO_ROOT
+from models.resnet50 import random_backbone
 from tests.fixtures.checkpoints import write_common_format
 from tests.fixtures.dataset_layouts import write_layout, write_overlapping_images
 from transfer import metrics, results

@@ -12,7 +12,7 @@ from models.detectron2 import (
     detectron2_key,
     to_detectron2,
 )
-from models.registry import ModelError
+from models.errors import ModelError
 from tests.fixtures.detectron2_checkpoints import seeded_common_state_dict
 
 BN_PARAMS = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")

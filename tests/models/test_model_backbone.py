@@ -4,8 +4,9 @@ import pytest
 import torch
 import torchvision
 
-from models.backbone import load_backbone
-from models.registry import MODELS, PAPER_MODELS, ModelError
+from models.errors import ModelError
+from models.loader import load_backbone
+from models.registry import MODELS, PAPER_MODELS
 from tests.fixtures.checkpoints import reference_state_dict, trunk_only
 
 

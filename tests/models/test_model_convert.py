@@ -6,10 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.backbone import load_backbone, trunk_shapes
 from models.convert import convert_file
+from models.errors import ModelError
+from models.loader import load_backbone
 from models.prepare import prepare_model
-from models.registry import MODELS, PAPER_MODELS, ModelError
+from models.registry import MODELS, PAPER_MODELS
+from models.resnet50 import trunk_shapes
 from tests.fixtures.checkpoints import (
     reference_state_dict,
     trunk_only,

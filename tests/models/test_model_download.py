@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from models.download import digest_sidecar, download
-from models.registry import ModelError
+from models.errors import ModelError
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
 

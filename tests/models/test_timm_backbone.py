@@ -243,11 +243,12 @@ def test_every_format_and_wrapper_loads_the_same_tensors(suffix, weights, tmp_pa
         assert torch.equal(value, state[key]), key
 
 
-def test_dropped_classifier_and_unwrapping_are_said(weights, tmp_path, capsys):
+def test_dropped_classifier_and_unwrapping_are_said(weights, tmp_path, caplog):
     _, state = weights[RESNET]
     path = save_weights({"model": {f"module.{k}": v for k, v in state.items()}}, tmp_path / "r.pth")
-    timm_backbone(RESNET, path)
-    err = capsys.readouterr().err
+    with caplog.at_level("INFO", logger="models"):
+        timm_backbone(RESNET, path)
+    err = caplog.text
     assert "took the weights under 'model'" in err and "stripped the 'module.' prefix" in err
     assert "dropped the classifier's keys fc.bias, fc.weight" in err
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torchvision
 
-from models.registry import ModelError
+from models.errors import ModelError
 from tests.fixtures.dense_data import make_ade20k, write_common_checkpoint
 from transfer.dense import normals_task, segmentation_task
 from transfer.dense.encoder import ResNetStages, load_encoder

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from datasets import build_transform, load_split
-from models.backbone import load_backbone
+from models.loader import load_backbone
 from transfer.cache import FeatureCache, cached_features, features_of_subset
 from transfer.features import extract_features
 

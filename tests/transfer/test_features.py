@@ -83,7 +83,7 @@ def test_no_host_copy_per_batch_and_features_in_order():
 def test_fp32_features_on_the_gpu_are_the_cpus():
     """fp32 means TF32 off: the GPU's features equal the CPU's up to float32 rounding; TF32
     (Ampere and later) moves them by far more."""
-    from models.backbone import load_backbone
+    from models.loader import load_backbone
 
     backbone = load_backbone("random")
     split = _split(16)

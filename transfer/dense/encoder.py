@@ -15,8 +15,9 @@ import torch
 import torchvision
 from torch import nn
 
-from models.backbone import Backbone, load_backbone
-from models.registry import ModelError
+from models.backbone import Backbone
+from models.errors import ModelError
+from models.loader import load_backbone
 from models.resolve import RANDOM, resolve_model
 
 STAGE_CHANNELS = (256, 512, 1024, 2048)

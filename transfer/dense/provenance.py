@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from models.backbone import file_sha256
+from models.weights import file_sha256
 from transfer.results import provenance
 
 

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from datasets.registry import CROSS_DOMAIN, DATASETS, MANY_SHOT, PAPER_DATASETS
-from models.registry import MODELS, PAPER_MODELS, REPO_ROOT, ModelError, default_models_dir
+from models.errors import ModelError
+from models.registry import MODELS, PAPER_MODELS, REPO_ROOT, default_models_dir
 from models.resolve import CUSTOM, FILE, model_label, resolve_model
 from transfer.arguments import backbone_options
 from transfer.errors import TransferError
