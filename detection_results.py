@@ -12,8 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from transfer.detection_results import MODES, write_detection_result
 from transfer.errors import TransferError
+from transfer.protocols.detection import MODES, write_detection_result
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

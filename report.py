@@ -16,10 +16,10 @@ from pathlib import Path
 
 from models.registry import REPO_ROOT
 from models.resolve import model_label
-from transfer.arguments import non_negative_int
 from transfer.errors import TransferError
+from transfer.protocols.arguments import non_negative_int
+from transfer.records.results import default_results_dir
 from transfer.report import DEFAULT_RESAMPLES, ReportError, write_report
-from transfer.results import default_results_dir
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -30,7 +30,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "report",
                         help="output folder (default: report/)")
     parser.add_argument("--paper", action="store_true",
-                        help="add tables of ours beside the paper's numbers (transfer/paper/)")
+                        help="add tables of ours beside the paper's numbers "
+                        "(transfer/report/paper_tables/)")
     parser.add_argument("--imagenet-top1", action="append", default=[], metavar="NAME=VALUE",
                         help="ImageNet top-1 (percent) of a model outside the paper's, for the "
                              "correlations (repeatable); NAME as given to --model")

@@ -2,108 +2,29 @@
 """Run the benchmark grid (models x datasets x protocols); cells with results are skipped.
 
     python sweep.py --models random --datasets digits --protocols linear few_shot
-    python sweep.py --models paper --datasets all --protocols all --jobs 2
-    python sweep.py --models paper --datasets all --protocols all --executor slurm \\
-        --slurm-partition gpu --slurm-time 1440 --slurm-array-parallelism 32
-    python sweep.py ... --extra finetune='--steps 500 --grid-size 2' --dry-run
-    python sweep.py --models timm:convnext_tiny.fb_in22k --datasets many-shot --protocols linear
+    python sweep.py --models paper --datasets all --protocols all --executor slurm --wait
 
-Shortcuts: models all | paper; datasets all | many-shot | cross-domain | few-shot;
-protocols all. Pairs a protocol does not apply to (linear/finetune/knn on a cross-domain set,
-few-shot on VOC2007) are left out.
+``python sweep.py --help`` lists the shortcuts and options (transfer/sweep/options.py).
 """
 
 from __future__ import annotations
 
-import argparse
 import shlex
 import sys
-from pathlib import Path
 
 from transfer.errors import TransferError
-from transfer.results import default_results_dir
-from transfer.sweep import (
-    PAPER_N_SUPPORT,
-    PROTOCOLS,
-    Outcome,
-    SlurmOptions,
-    SweepOptions,
-    expand_datasets,
-    expand_models,
-    expand_protocols,
-    make_executor,
-    parse_extra,
-    plan_grid,
-    run_local,
-    submit_cells,
-    summary_table,
-)
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", required=True,
-                        help="model names, .pth files, timm:<architecture>[.<tag>], or "
-                             "all / paper")
-    parser.add_argument("--datasets", nargs="+", required=True,
-                        help="dataset names or all / many-shot / cross-domain / few-shot")
-    parser.add_argument("--protocols", nargs="+", required=True,
-                        help=f"{', '.join(PROTOCOLS)} or all")
-    parser.add_argument("--n-support", type=int, nargs="+", default=list(PAPER_N_SUPPORT),
-                        help="few-shot support sizes, all in one run per cell (default: 5 20 50)")
-    parser.add_argument("--executor", choices=("local", "slurm"), default="local",
-                        help="local: cells run here, --jobs at a time; slurm: one job per cell")
-    parser.add_argument("--jobs", type=int, default=1,
-                        help="local cells running at once (cells of one model and dataset "
-                             "always run in order, in one worker)")
-    parser.add_argument("--force", action="store_true", help="rerun cells whose results exist")
-    parser.add_argument("--dry-run", action="store_true", help="list the cells, run nothing")
-    parser.add_argument("--extra", action="append", default=[], metavar="PROTOCOL=ARGS",
-                        help="more arguments for one protocol's script, e.g. "
-                             "finetune='--steps 500' or few_shot='--iter-num 100' (repeatable)")
-    parser.add_argument("--results-dir", default=None,
-                        help="results root (default: $SSL_TRANSFER_RESULTS, else results/)")
-    parser.add_argument("--log-dir", default=None,
-                        help="cell logs and submitit folders (default: <results-dir>/sweep_logs)")
-    passed = parser.add_argument_group("passed to every protocol script")
-    passed.add_argument("--models-dir", default=None, help="common-format checkpoints")
-    passed.add_argument("--data-root", default=None, help="folder of the dataset folders")
-    passed.add_argument("--cache-dir", default=None, help="feature cache (linear, few_shot, knn)")
-    passed.add_argument("--device", default=None, help="cuda or cpu (default: the script's)")
-    passed.add_argument("--image-size", type=int, default=None,
-                        help="input size (default: the dataset's)")
-    passed.add_argument("--workers", type=int, default=None, help="DataLoader workers")
-    slurm = parser.add_argument_group("slurm executor (one job per cell, as a job array)")
-    slurm.add_argument("--slurm-partition", default=None, help="partition")
-    slurm.add_argument("--slurm-time", type=int, default=1440, help="minutes per cell")
-    slurm.add_argument("--slurm-gpus", type=int, default=1, help="GPUs per cell")
-    slurm.add_argument("--slurm-cpus", type=int, default=10, help="CPUs per cell")
-    slurm.add_argument("--slurm-mem-gb", type=int, default=None, help="memory per cell")
-    slurm.add_argument("--slurm-array-parallelism", type=int, default=64,
-                       help="cells running at once")
-    slurm.add_argument("--slurm-account", default=None, help="account")
-    slurm.add_argument("--slurm-qos", default=None, help="quality of service")
-    slurm.add_argument("--slurm-constraint", default=None, help="node constraint")
-    slurm.add_argument("--wait", action="store_true",
-                       help="wait for the jobs and report done / failed (default: submit, exit)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return parser.parse_args(argv)
+from transfer.sweep import Outcome, make_executor, plan_grid, run_local, submit_cells
+from transfer.sweep import options as cli
+from transfer.sweep.plan import expand_datasets, expand_models, expand_protocols
+from transfer.sweep.summary import summary_table
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    results_dir = Path(args.results_dir) if args.results_dir else default_results_dir()
-    log_dir = Path(args.log_dir) if args.log_dir else results_dir / "sweep_logs"
+    args = cli.parse_args(argv)
     try:
-        options = SweepOptions(
-            results_dir=results_dir.resolve(), models_dir=args.models_dir,
-            data_root=args.data_root, cache_dir=args.cache_dir, device=args.device,
-            image_size=args.image_size, workers=args.workers,
-            n_support=tuple(args.n_support), extra=parse_extra(args.extra))
         plan = plan_grid(expand_models(args.models, args.models_dir),
                          expand_datasets(args.datasets), expand_protocols(args.protocols),
-                         options, force=args.force)
+                         cli.sweep_options(args), force=args.force)
     except TransferError as error:
         print(f"sweep.py: error: {error}", file=sys.stderr)
         return 2
@@ -119,18 +40,13 @@ def main(argv: list[str] | None = None) -> int:
         for cell in plan.done:
             print(f"skip  {cell.name}")
         return 0
-    skipped = [Outcome(cell, "skipped") for cell in plan.done]
     try:
         if args.executor == "local":
-            ran = run_local(plan.to_run, args.jobs, log_dir, progress=not args.no_progress)
+            ran = run_local(plan.to_run, args.jobs, cli.log_dir_of(args),
+                            progress=not args.no_progress)
         else:
-            slurm = SlurmOptions(
-                partition=args.slurm_partition, time_min=args.slurm_time, gpus=args.slurm_gpus,
-                cpus=args.slurm_cpus, mem_gb=args.slurm_mem_gb,
-                array_parallelism=args.slurm_array_parallelism, account=args.slurm_account,
-                qos=args.slurm_qos, constraint=args.slurm_constraint)
-            ran = submit_cells(plan.to_run, make_executor(log_dir / "submitit", slurm),
-                               wait=args.wait)
+            executor = make_executor(cli.log_dir_of(args) / "submitit", cli.slurm_options(args))
+            ran = submit_cells(plan.to_run, executor, wait=args.wait)
             for outcome in ran:
                 if outcome.status == "submitted":
                     print(f"submitted {outcome.cell.name}: job {outcome.job_id}")
@@ -141,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\ninterrupted: finished cells are kept; rerun the same command to go on",
               file=sys.stderr)
         return 130
-    outcomes = ran + skipped
+    outcomes = ran + [Outcome(cell, "skipped") for cell in plan.done]
     print(summary_table(outcomes))
     if any(o.status == "submitted" for o in outcomes):
         print("rerun this command once the jobs end: finished cells are skipped, failed ones "

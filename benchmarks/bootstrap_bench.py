@@ -1,7 +1,7 @@
 #!/usr/bin/env python
-"""Bootstrap intervals (``transfer/bootstrap.py``): the vectorised resampling against the plain
-way (index the test set with each resample and score it with ``transfer.metrics``, one resample
-at a time).
+"""Bootstrap intervals (``transfer/stats/bootstrap.py``): the vectorised resampling against the
+plain way (index the test set with each resample and score it with ``transfer.metrics``, one
+resample at a time).
 
 Default: the issue's size, a 10,000-image, 100-class test set and 2,000 resamples, for accuracy and
 mean per-class accuracy, plus a VOC2007-sized multi-label set (4,952 images, 20 classes) for the
@@ -21,8 +21,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from transfer import metrics  # noqa: E402
-from transfer.bootstrap import metric_over_resamples, resample_indices  # noqa: E402
+from transfer.stats import metrics  # noqa: E402
+from transfer.stats.bootstrap import metric_over_resamples, resample_indices  # noqa: E402
 
 
 def synthetic_test_set(metric: str, n: int, classes: int, seed: int = 0):

@@ -4,11 +4,11 @@
 Issue 16: on a 2-core laptop the digits grid took 21 s alone and 349 s while one other job ran
 (``sweep.py --jobs 2``): multi-threaded BLAS / OpenMP calls on small matrices wait for workers
 that the other process has pushed off the cores. The solver now runs such fits on one thread
-(``transfer/logreg/sklearn_chain.py``, ``THREADED_WORK``). The baseline, measured in the same
-run, is the previous policy: numpy's BLAS and scikit-learn's OpenMP keep all their threads
+(``transfer/classifiers/logreg/sklearn_chain.py``, ``THREADED_WORK``). The baseline, measured in the
+same run, is the previous policy: numpy's BLAS and scikit-learn's OpenMP keep all their threads
 (only scipy's own BLAS limited). The load is this script's own: ``--busy`` processes spinning a
-pure-Python loop, one core each, so the figure does not depend on what else the machine runs
-(other users of the machine add to both columns alike, but they are not controlled: say so).
+pure-Python loop, one core each, so the figure does not depend on what else the machine runs (other
+users of the machine add to both columns alike, but they are not controlled: say so).
 
     python benchmarks/contention_bench.py                 # digits-sized: 960 x 2048, 10 classes
     python benchmarks/contention_bench.py --grid 15 --busy 2
@@ -27,8 +27,8 @@ if not __package__:  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.logreg_bench import make_realistic_features  # noqa: E402
-from transfer import logreg  # noqa: E402
-from transfer.logreg import sklearn_chain  # noqa: E402
+from transfer.classifiers import logreg  # noqa: E402
+from transfer.classifiers.logreg import sklearn_chain  # noqa: E402
 
 POLICIES = {"kept threads (before)": 0.0, "one thread below THREADED_WORK (ours)": None}
 

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from datasets import load_split  # noqa: E402
 from models import BackboneOptions, load_backbone  # noqa: E402
-from transfer.cache import FeatureCache, cached_features  # noqa: E402
+from transfer.features.cache import FeatureCache, cached_features  # noqa: E402
 
 DEFAULT_MODELS = ("timm:vit_small_patch16_224", "timm:resnet50")
 

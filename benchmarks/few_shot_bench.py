@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from datasets import load_split  # noqa: E402
 from models import load_backbone  # noqa: E402
-from transfer.cache import FeatureCache, cached_features  # noqa: E402
-from transfer.protonet import episode_accuracies, sample_episodes  # noqa: E402
+from transfer.classifiers.protonet import episode_accuracies, sample_episodes  # noqa: E402
+from transfer.features.cache import FeatureCache, cached_features  # noqa: E402
 
 
 def original_way(backbone, pool, transform, episodes, count: int, device: str) -> np.ndarray:

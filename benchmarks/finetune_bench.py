@@ -29,10 +29,10 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from models import FEATURE_DIM, build_trunk  # noqa: E402
-from transfer.arguments import default_device  # noqa: E402
-from transfer.finetune import FinetuneNet  # noqa: E402
-from transfer.precision import float32_mode  # noqa: E402
-from transfer.train import TrainConfig, TrainStep  # noqa: E402
+from transfer.protocols.arguments import default_device  # noqa: E402
+from transfer.protocols.finetune_loop import TrainConfig, TrainStep  # noqa: E402
+from transfer.protocols.finetune_runs import FinetuneNet  # noqa: E402
+from transfer.runtime.precision import float32_mode  # noqa: E402
 
 NUM_CLASSES = 10
 

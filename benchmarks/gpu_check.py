@@ -45,9 +45,9 @@ from benchmarks import few_shot_bench, finetune_bench  # noqa: E402
 from benchmarks.linear_bench import original_loop  # noqa: E402
 from benchmarks.logreg_bench import benchmark_solvers  # noqa: E402
 from models import load_backbone  # noqa: E402
-from transfer.features import backbone_features  # noqa: E402
-from transfer.logreg import default_C_grid  # noqa: E402
-from transfer.precision import PRECISIONS, bf16_supported  # noqa: E402
+from transfer.classifiers.logreg import default_C_grid  # noqa: E402
+from transfer.features.extract import backbone_features  # noqa: E402
+from transfer.runtime.precision import PRECISIONS, bf16_supported  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 MULTI_GPU_TEST = "tests/cli/test_normals_cli.py::test_two_gpus_train_checkpoint_and_resume"

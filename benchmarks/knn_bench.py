@@ -35,14 +35,14 @@ if not __package__:  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.logreg_bench import limit_threads, make_realistic_features  # noqa: E402
-from transfer import metrics  # noqa: E402
-from transfer.knn import (  # noqa: E402
+from transfer.classifiers.weighted_knn import (
     DEFAULT_KS,
     DEFAULT_TEMPERATURE,
     QUERY_CHUNK,
     TRAIN_CHUNK,
     knn_class_scores,
 )
+from transfer.stats import metrics  # noqa: E402
 
 
 def _sync(device: str) -> None:

@@ -30,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.logreg_bench import benchmark_solvers, limit_threads  # noqa: E402
 from datasets import ImageDataset, get_dataset_spec, load_split  # noqa: E402
 from models import load_backbone  # noqa: E402
-from transfer.cache import FeatureCache, cached_features, features_of_subset  # noqa: E402
+from transfer.features.cache import FeatureCache, cached_features  # noqa: E402
+from transfer.features.many_shot import features_of_subset  # noqa: E402
 
 
 def original_loop(model, batches, device) -> None:

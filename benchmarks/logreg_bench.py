@@ -5,9 +5,9 @@ with a shared low-rank nuisance, passed through ReLU (non-negative and half zero
 ResNet-50's pooled features), overlapping enough for 60-90 % accuracy. Each solver walks the
 45-value grid on train, scores val, refits train+val at its chosen C and scores test.
 Torch strategies: ``chain`` (default) makes the original's fits, ``path`` and ``batched`` solve
-each C to convergence (see transfer/logreg.py). ``--sensitivity`` reruns scikit-learn on the same
-features with their columns permuted, the same problem up to rounding: how far its own C moves
-is the noise floor against which the torch chain's C is judged (capped fits at large C are
+each C to convergence (see transfer/classifiers/logreg/). ``--sensitivity`` reruns scikit-learn on
+the same features with their columns permuted, the same problem up to rounding: how far its own C
+moves is the noise floor against which the torch chain's C is judged (capped fits at large C are
 ill-conditioned, and rounding decides between near-equal val scores).
 ``--sklearn-stopping original`` (default) is the original's stopping rule, ``installed`` today's
 default tol; ``--threads`` gives both solvers the same CPU budget (a busy machine makes
@@ -31,7 +31,8 @@ import torch
 if not __package__:  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from transfer import logreg, metrics  # noqa: E402
+from transfer.classifiers import logreg  # noqa: E402
+from transfer.stats import metrics  # noqa: E402
 
 
 def make_realistic_features(

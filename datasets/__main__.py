@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     verify.add_argument(
         "--split-files-dir", default=None, help="caltech101 only: split files to use"
     )
-    download = commands.add_parser("download", help="fetch a dataset into SPEC's layout")
+    download = commands.add_parser("download", help="fetch a dataset into its official layout")
     download.add_argument("name")
     download.add_argument("--data-root", default=None)
     args = parser.parse_args(argv)

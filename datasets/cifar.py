@@ -7,6 +7,7 @@ does and use torchvision only to download them when they are missing (as the ori
 
 from __future__ import annotations
 
+import logging
 import pickle
 from pathlib import Path
 
@@ -16,6 +17,8 @@ from datasets.errors import DatasetError, missing_path_error
 from datasets.registry import DatasetSpec
 from datasets.sources import ArraySource
 from datasets.split import Split, check_targets
+
+logger = logging.getLogger(__name__)
 
 # name -> (batch folder, train batches, test batches, meta file, class-name key, label key)
 CIFAR_FILES = {
@@ -45,21 +48,21 @@ def _unpickle(path: Path) -> dict:
         with open(path, "rb") as handle:
             return pickle.load(handle, encoding="latin1")
     except (pickle.UnpicklingError, EOFError, ValueError, AttributeError) as error:
-        raise DatasetError(f"cannot read CIFAR batch {path}: {error}") from None
+        raise DatasetError(f"cannot read CIFAR batch {path}: {error}") from error
 
 
 def _download(spec: DatasetSpec, root: Path) -> None:
     from torchvision.datasets import CIFAR10, CIFAR100
 
     cls = CIFAR10 if spec.name == "cifar10" else CIFAR100
-    print(f"{spec.name}: not found under {root}, downloading with torchvision")
+    logger.info("%s: not found under %s, downloading with torchvision", spec.name, root)
     try:
         cls(str(root), train=True, download=True)
     except (OSError, RuntimeError) as error:
         raise DatasetError(
             f"{spec.name}: download into {root} failed ({error}); get the data: "
             f"{spec.download_hint}"
-        ) from None
+        ) from error
 
 
 def read_cifar(spec: DatasetSpec, root: Path, part: str, download: bool = True) -> Split:
@@ -87,7 +90,7 @@ def read_cifar(spec: DatasetSpec, root: Path, part: str, download: bool = True) 
         except (KeyError, ValueError) as error:
             raise DatasetError(
                 f"{path}: expected 'data' (n x 3072 uint8) and {labels_key!r} ({error})"
-            ) from None
+            ) from error
         if len(labels) != len(data):
             raise DatasetError(f"{path}: {len(data)} images but {len(labels)} labels")
         check_targets_in_range(labels, classes, path)

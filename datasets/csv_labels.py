@@ -30,10 +30,10 @@ def _read_csv(path: Path, spec: DatasetSpec) -> pd.DataFrame:
     require_file(path, spec)
     try:
         return pd.read_csv(path)
-    except UnicodeDecodeError:
-        raise not_utf8_error(path) from None
+    except UnicodeDecodeError as error:
+        raise not_utf8_error(path) from error
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
-        raise DatasetError(f"cannot parse CSV {path}: {error}") from None
+        raise DatasetError(f"cannot parse CSV {path}: {error}") from error
 
 
 def read_isic(spec: DatasetSpec, root: Path, part: str) -> Split:

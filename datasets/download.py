@@ -1,8 +1,8 @@
-"""Fetch a dataset into SPEC's layout with torchvision's downloader where one exists.
+"""Fetch a dataset into its official layout with torchvision's downloader where one exists.
 
 torchvision puts most archives in its own folder names (``dtd/dtd/``, ``flowers-102/``,
-...); we download into a scratch folder inside the dataset folder and move the parts SPEC
-names into place. Sets without a working public download get printed manual steps.
+...); we download into a scratch folder inside the dataset folder and move the parts the
+official layout names into place. Sets without a working public download get printed manual steps.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def _fetch(spec: DatasetSpec, folder: Path) -> None:
         moves = {"dtd/dtd/images": "images", "dtd/dtd/labels": "labels"}
         _via_scratch(folder, lambda root: tv.DTD(root, download=True), moves)
     elif name == "food":
-        tv.Food101(str(folder), download=True)  # lands in Food/food-101 = SPEC's layout
+        tv.Food101(str(folder), download=True)  # lands in Food/food-101 = the official layout
     elif name == "pets":
         moves = {"oxford-iiit-pet/images": "images", "oxford-iiit-pet/annotations": "annotations"}
         _via_scratch(folder, lambda root: tv.OxfordIIITPet(root, download=True), moves)
@@ -104,5 +104,5 @@ def download_dataset(name: str, data_root: str | Path | None = None) -> Path | N
     except (OSError, RuntimeError) as error:
         raise DatasetError(
             f"{name}: download into {folder} failed: {error}\nget the data: {spec.download_hint}"
-        ) from None
+        ) from error
     return folder

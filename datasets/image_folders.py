@@ -22,7 +22,7 @@ def _read_image_folder(spec: DatasetSpec, root: Path, part: str) -> Split:
     try:
         found = ImageFolder(str(folder))
     except FileNotFoundError as error:  # no class folder, or a class folder with no image
-        raise DatasetError(f"{spec.name}: {folder}: {error}") from None
+        raise DatasetError(f"{spec.name}: {folder}: {error}") from error
     keys = [Path(path).relative_to(root).as_posix() for path, _ in found.samples]
     targets = [label for _, label in found.samples]
     return file_split(spec, root, part, list(found.classes), keys, targets, folder)

@@ -32,10 +32,10 @@ def read_food(spec: DatasetSpec, root: Path, part: str) -> Split:
     classes = read_lines(meta / "classes.txt", spec)
     try:
         listing = json.loads(listing_file.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise not_utf8_error(listing_file) from None
+    except UnicodeDecodeError as error:
+        raise not_utf8_error(listing_file) from error
     except ValueError as error:  # JSONDecodeError
-        raise DatasetError(f"{listing_file}: not a class -> list JSON ({error})") from None
+        raise DatasetError(f"{listing_file}: not a class -> list JSON ({error})") from error
     if not isinstance(listing, dict) or not all(
         isinstance(ids, list) and all(isinstance(i, str) for i in ids) for ids in listing.values()
     ):

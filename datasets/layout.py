@@ -32,8 +32,8 @@ def read_lines(path: Path, spec: DatasetSpec) -> list[str]:
     try:
         with open(path, encoding="utf-8") as handle:
             lines = [line.strip() for line in handle]
-    except UnicodeDecodeError:
-        raise not_utf8_error(path) from None
+    except UnicodeDecodeError as error:
+        raise not_utf8_error(path) from error
     return [line for line in lines if line]
 
 

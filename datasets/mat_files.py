@@ -2,7 +2,7 @@
 
 torchvision's StanfordCars wants ``stanford_cars/`` with the test annotations outside
 ``devkit/`` and ``cars_meta.mat`` present, and Flowers102 checks md5 sums of its files in
-the constructor; SPEC's layout differs, so we read the same .mat files with scipy.io.
+the constructor; the official layout differs, so we read the same .mat files with scipy.io.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def _load_mat(path: Path, spec: DatasetSpec) -> dict:
     try:
         return loadmat(path, squeeze_me=True)
     except (ValueError, TypeError, OSError) as error:
-        raise DatasetError(f"cannot read MATLAB file {path}: {error}") from None
+        raise DatasetError(f"cannot read MATLAB file {path}: {error}") from error
 
 
 def _field(mat: dict, key: str, path: Path) -> np.ndarray:

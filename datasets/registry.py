@@ -17,7 +17,7 @@ MANY_SHOT_SPLITS = ("train", "val", "trainval", "test", "fewshot")
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """Facts about one dataset (SPEC section 2)."""
+    """Facts about one dataset (docs/protocols.md, "Datasets and splits")."""
 
     name: str
     folder: str
@@ -323,7 +323,7 @@ _SPECS = [
 
 DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in _SPECS}
 
-#: The paper's datasets (SPEC section 2, no demo set): its averages are over these lists.
+#: The paper's datasets (no demo set): its averages are over these lists.
 PAPER_DATASETS: tuple[str, ...] = tuple(s.name for s in _SPECS if not s.demo)
 #: Table 1's eleven many-shot sets (linear and finetune averages).
 MANY_SHOT: tuple[str, ...] = tuple(n for n in PAPER_DATASETS if not DATASETS[n].few_shot_only)
@@ -335,10 +335,10 @@ def get_dataset_spec(name: str) -> DatasetSpec:
     """Return the record of ``name``; unknown names raise a DatasetError listing the known ones."""
     try:
         return DATASETS[name]
-    except KeyError:
+    except KeyError as error:
         raise DatasetError(
             f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}"
-        ) from None
+        ) from error
 
 
 def default_data_root() -> Path:

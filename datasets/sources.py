@@ -32,10 +32,10 @@ class FileSource:
                     # BSCD-FSL order: resize (PIL's default filter) first, then convert.
                     image = image.resize(self.size)
                 rgb = image.convert("RGB")
-        except FileNotFoundError:
-            raise DatasetError(f"image file missing: {path}") from None
+        except FileNotFoundError as error:
+            raise DatasetError(f"image file missing: {path}") from error
         except IMAGE_ERRORS as error:
-            raise DatasetError(f"cannot read image {path}: {error}") from None
+            raise DatasetError(f"cannot read image {path}: {error}") from error
         return rgb
 
     def merge(self, other: object) -> FileSource:
@@ -57,8 +57,8 @@ class ArraySource:
         part, _, index = key.rpartition("#")
         try:
             array = self.arrays[part][int(index)]
-        except (KeyError, ValueError, IndexError):
-            raise DatasetError(f"no in-memory image with key {key!r}") from None
+        except (KeyError, ValueError, IndexError) as error:
+            raise DatasetError(f"no in-memory image with key {key!r}") from error
         return Image.fromarray(np.ascontiguousarray(array), mode="RGB")
 
     def merge(self, other: object) -> ArraySource:

@@ -1,4 +1,5 @@
-"""The Split record and THE entry point ``load_split`` with SPEC section 2's split rule.
+"""THE entry point ``load_split``, with the paper's split rule (docs/protocols.md, "Datasets and
+splits").
 
 Readers (one module per on-disk format) return the official parts of a dataset ("train",
 "val", "test"); this module alone turns them into the splits protocols ask for:
@@ -14,6 +15,7 @@ Readers (one module per on-disk format) return the official parts of a dataset (
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +36,8 @@ from datasets import (
 from datasets.errors import DatasetError, missing_path_error
 from datasets.registry import DatasetSpec, dataset_dir, get_dataset_spec
 from datasets.split import Split, concat_splits
+
+logger = logging.getLogger(__name__)
 
 VAL_FRACTION = 0.2
 VAL_SEED = 0
@@ -60,7 +64,7 @@ READERS: dict[str, Callable[..., Split]] = {
 
 
 def random_val_indices(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train, val) indices of SPEC's 20% rule: shuffle arange(n) with numpy seed 0.
+    """(train, val) indices of the 20% rule: shuffle arange(n) with numpy seed 0.
 
     ``np.random.RandomState(0).shuffle`` draws the same permutation as
     ``np.random.seed(0); np.random.shuffle`` without touching the global state.
@@ -82,7 +86,7 @@ def _drop_broken(split: Split) -> Split:
         keep.append(i)
     skipped = len(split) - len(keep)
     if skipped:
-        print(f"{split.dataset}/{split.name}: skipped {skipped} unreadable image(s)")
+        logger.warning("%s/%s: skipped %d unreadable image(s)", split.dataset, split.name, skipped)
     return split.subset(keep, split.name)
 
 

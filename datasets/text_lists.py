@@ -1,9 +1,10 @@
 """Datasets whose splits are plain text lists: Aircraft, Caltech101, DTD, Pets, SUN397.
 
-torchvision has classes for most of these, but each expects another folder layout than
-SPEC's (DTD under ``dtd/dtd/``, Pets under ``oxford-iiit-pet/``, SUN397 without
+torchvision has classes for most of these, but each expects another folder layout than the
+official one (DTD under ``dtd/dtd/``, Pets under ``oxford-iiit-pet/``, SUN397 without
 partitions), Aircraft takes its class order from ``variants.txt`` instead of sorting, and
-Caltech101 drops BACKGROUND_Google. Reading the lists directly keeps SPEC's facts exact.
+Caltech101 drops BACKGROUND_Google. Reading the lists directly keeps the
+official splits exact.
 """
 
 from __future__ import annotations
@@ -54,10 +55,10 @@ def read_caltech101(
             try:
                 relpath, label_text = line.rsplit(" ", 1)
                 label = int(label_text)
-            except ValueError:
+            except ValueError as error:
                 raise DatasetError(
                     f"{path}: expected '<class>/<file> <label>', got {line!r}"
-                ) from None
+                ) from error
             folder = relpath.split("/", 1)[0]
             first_seen.setdefault(label, (path, line))
             if names.setdefault(label, folder) != folder:
@@ -116,10 +117,10 @@ def read_pets(spec: DatasetSpec, root: Path, part: str) -> Split:
             fields = line.split()
             try:
                 class_id = int(fields[1])
-            except (IndexError, ValueError):
+            except (IndexError, ValueError) as error:
                 raise DatasetError(
                     f"{path}: expected '<name> <class-id> ...', got {line!r}"
-                ) from None
+                ) from error
             if class_id < 1:
                 raise DatasetError(f"{path}: class id {class_id} out of range (ids start at 1)")
             names.setdefault(class_id, fields[0].rsplit("_", 1)[0])

@@ -1,5 +1,6 @@
-"""The three image transforms of SPEC section 3, each carrying a stable id for the feature cache,
-plus timm's own evaluation transform for models evaluated with their native preprocessing."""
+"""The three image transforms of docs/protocols.md, "Transforms", each carrying a stable id for the
+feature cache, plus timm's own evaluation transform for models evaluated with their native
+preprocessing."""
 
 from __future__ import annotations
 

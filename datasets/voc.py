@@ -35,8 +35,8 @@ def read_voc2007(spec: DatasetSpec, root: Path, part: str) -> Split:
         try:
             file_ids = [row[0] for row in rows]
             labels = np.array([int(row[1]) for row in rows], dtype=np.int64)
-        except (IndexError, ValueError):
-            raise DatasetError(f"{path}: expected '<id> <-1|0|1>' lines") from None
+        except (IndexError, ValueError) as error:
+            raise DatasetError(f"{path}: expected '<id> <-1|0|1>' lines") from error
         if not np.isin(labels, (-1, 0, 1)).all():
             raise DatasetError(f"{path}: labels must be -1, 0 or 1, found {sorted(set(labels))}")
         if ids is None:

@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Write detectron2-configs/{frozen,finetune}/<model>.yaml from one template (SPEC section 7).
+"""Write detectron2-configs/{frozen,finetune}/<model>.yaml from one template
+(docs/protocols.md, "Detection").
 
 All 28 configs come from here so that they cannot drift apart; edit the template and rerun
 (`python detectron2-configs/generate_configs.py`); `--check` only reports stale files.
@@ -20,7 +21,7 @@ if str(REPO) not in sys.path:  # run as a script from anywhere: make `models` im
     sys.path.insert(0, str(REPO))
 
 from models.detectron2 import detection_models  # noqa: E402
-from transfer.generated_files import sync_generated_files  # noqa: E402
+from transfer.protocols.generated_configs import sync_generated_files  # noqa: E402
 
 #: frozen: stem and res2..res4 frozen, only res5 (and the FPN/heads) train; finetune: all train.
 FREEZE_AT = {"frozen": 4, "finetune": 0}

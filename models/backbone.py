@@ -36,7 +36,7 @@ class BackboneOptions:
     weights: str | None = None  # a state dict file (.pth/.pt/.bin/.safetensors)
     pool: str = "default"  # default: timm's pre-logits feature; avg; cls+avg
     layers: int = 1  # concatenate the feature of the last N blocks
-    preprocess: str = "paper"  # paper: SPEC section 3's transforms; model: timm's eval transform
+    preprocess: str = "paper"  # paper: the paper's transforms; model: timm's eval transform
     random_init: bool = False  # seeded random initialisation instead of pretrained weights
 
     def changed(self) -> list[str]:
@@ -58,7 +58,7 @@ RANDOM_SEED = 0
 
 @dataclass(frozen=True)
 class DataConfig:
-    """How a backbone wants its images (timm's pretrained config, reduced to what SPEC section 3's
+    """How a backbone wants its images (timm's pretrained config, reduced to what the paper's
     transforms take from a model: normalisation and input size).
 
     ``input_size`` None means the dataset's default size (the paper's ResNet-50s); a timm model
@@ -139,9 +139,10 @@ class Backbone(nn.Module):
         return size
 
     def transform(self, kind: str, image_size: int) -> NamedCompose:
-        """The transform of ``kind`` ("eval", "train", "fewshot") at ``image_size``: SPEC section
-        3's, normalised with the model's statistics; with ``--preprocess model`` the evaluation
-        and few-shot passes use timm's own transform (training keeps the paper's augmentation)."""
+        """The transform of ``kind`` ("eval", "train", "fewshot") at ``image_size``: the paper's
+        (docs/protocols.md, "Transforms"), normalised with the model's statistics; with
+        ``--preprocess model`` the evaluation and few-shot passes use timm's own transform (training
+        keeps the paper's augmentation)."""
         d = self.data
         if d.preprocess == "model" and kind != "train":
             return timm_eval_transform(

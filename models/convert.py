@@ -169,11 +169,11 @@ def convert_byol(params: Mapping, stats: Mapping, source: str):
     def put(key: str, array, permute: tuple[int, ...] | None = None) -> None:
         try:
             tensor = torch.from_numpy(np.asarray(array, dtype=np.float32).copy())
-        except (TypeError, ValueError):
+        except (TypeError, ValueError) as error:
             raise ModelError(
                 f"{source}: {key} is a {type(array).__name__}, not an array; was the "
                 "checkpoint saved without jax.device_get?"
-            ) from None
+            ) from error
         tensor = tensor.permute(*permute) if permute else tensor.reshape(-1)
         if tuple(tensor.shape) != shapes[key]:
             raise ModelError(

@@ -1,4 +1,5 @@
-"""Common-format ResNet-50 state dict -> detectron2 checkpoint pickle (SPEC section 7).
+"""Common-format ResNet-50 state dict -> detectron2 checkpoint pickle (docs/protocols.md,
+"Detection").
 
 detectron2's checkpointer matches a pickle marked ``matching_heuristics`` to its model by key
 suffix (``res2.0.conv1.weight`` fills ``backbone.bottom_up.res2.0.conv1.weight``), so the only
@@ -49,7 +50,8 @@ def detection_models() -> dict[str, bool]:
 
 
 def detectron2_key(key: str) -> str:
-    """Rename one torchvision ResNet-50 key into detectron2's naming, by SPEC's ordered rules."""
+    """Rename one torchvision ResNet-50 key into detectron2's naming, by the ordered renaming
+    rules."""
     if not _TORCHVISION_KEY.match(key):
         raise Detectron2ConversionError(
             f"key {key!r} is not a torchvision ResNet-50 trunk key (conv1, bn1, layer1..4 without"
@@ -70,8 +72,9 @@ def to_detectron2(
 ) -> dict[str, np.ndarray]:
     """Rename every key and turn every tensor into a numpy array (values untouched).
 
-    The input must be exactly the common format (SPEC section 1): a missing tensor would be
-    silently random-initialised by detectron2, so it is an error here, as is any extra key.
+    The input must be exactly the common format (docs/protocols.md, "Models and the common
+    checkpoint format"): a missing tensor would be silently random-initialised by detectron2, so
+    it is an error here, as is any extra key.
     """
     check_common_format(dict(state_dict), source)
     return {detectron2_key(key): value.detach().cpu().numpy() for key, value in state_dict.items()}

@@ -96,7 +96,7 @@ def download(
         raise ModelError(
             f"download of {url} failed ({error}){kept}. If this machine has no internet, download "
             f"the URL elsewhere and pass the file with --from FILE"
-        ) from None
+        ) from error
     digest = file_sha256(part)
     try:
         verify_digest(part, digest, sha256, sha256_prefix, url)

@@ -138,16 +138,16 @@ def load_byol_pickle(path: str | Path) -> tuple[Mapping, Mapping]:
     except Exception as error:
         raise ModelError(
             f"could not read {path} as BYOL's pickled checkpoint ({type(error).__name__}: {error})"
-        ) from None
+        ) from error
     if not isinstance(checkpoint, Mapping) or "experiment_state" not in checkpoint:
         raise ModelError(f"{path} is not a BYOL checkpoint: no 'experiment_state' entry")
     state = checkpoint["experiment_state"]
     try:
         online_params, online_state = state.online_params, state.online_state
-    except AttributeError:
+    except AttributeError as error:
         raise ModelError(
             f"{path}: 'experiment_state' has no online_params / online_state"
-        ) from None
+        ) from error
     params = {key: dict(as_mapping(value)) for key, value in as_mapping(online_params).items()}
     stats = {key: dict(as_mapping(value)) for key, value in as_mapping(online_state).items()}
     return params, stats

@@ -51,7 +51,7 @@ def how_to_make_checkpoint(name: str, path: Path) -> str:
         return (
             f"{name!r} is not a registered model ({', '.join(MODELS)}); to evaluate your own "
             f"ResNet-50, save its torchvision state dict without fc.* as {path}; any other "
-            "architecture: timm:<name> (README: Evaluate your own backbone)"
+            "architecture: timm:<name> (docs/models.md)"
         )
     how = f"create it with: python download_and_prepare_models.py --models {name}"
     if spec.manual_steps:

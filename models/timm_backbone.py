@@ -148,7 +148,7 @@ def _create(name: str, fixed_size: bool, **kwargs: Any) -> tuple[nn.Module, bool
                 pass
         return timm.create_model(name, num_classes=0, **kwargs), False
     except RuntimeError as error:  # e.g. pretrained weights that do not fit
-        raise ModelError(f"timm could not build {name}: {error}") from None
+        raise ModelError(f"timm could not build {name}: {error}") from error
 
 
 def _data_config(model: nn.Module, dynamic: bool, preprocess: str) -> DataConfig:

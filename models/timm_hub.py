@@ -78,7 +78,7 @@ def _hub_file(hub_id: str, filename: str, what: str) -> Path:
             continue
         except Exception as error:  # httpx/OSError/HTTP errors: the hub is not reachable
             raise _no_weights_error(what, url, f"the hub is not reachable ({type(error).__name__})"
-                                    ) from None
+                                    ) from error
         return Path(hf_hub_download(repo, candidate, revision=revision))
     raise ModelError(f"the hub has none of {', '.join(candidates)} for {what} ({hub_id})")
 
@@ -98,7 +98,7 @@ def _url_file(url: str, what: str) -> Path:
                                timeout=PROBE_TIMEOUT_S).close()
     except Exception as error:  # URLError, timeouts, HTTP errors
         raise _no_weights_error(what, url, f"it is not reachable ({type(error).__name__})"
-                                ) from None
+                                ) from error
     cached.parent.mkdir(parents=True, exist_ok=True)
     torch.hub.download_url_to_file(url, str(cached), progress=True)
     return cached

@@ -66,7 +66,7 @@ def load_state_dict_file(path: str | Path, allowed_globals: tuple = ()) -> dict:
             f"could not read {path}: not a PyTorch checkpoint of weights "
             f"({torch_load_failure(error)}); is it the right file, and "
             f"complete? If it was downloaded, delete it and run the command again"
-        ) from None
+        ) from error
     if not isinstance(obj, dict):
         raise ModelError(f"{path} holds a {type(obj).__name__}, not a dict of weights")
     return obj
@@ -110,7 +110,7 @@ def read_weights_file(path: str | Path) -> tuple[dict[str, torch.Tensor], list[s
             obj = load_file(str(path), device="cpu")
         except Exception as error:  # safetensors raises its own error types for a bad header
             raise ModelError(f"could not read {path} as safetensors ({type(error).__name__}: "
-                             f"{error}); is the file complete?") from None
+                             f"{error}); is the file complete?") from error
     elif suffix in WEIGHT_SUFFIXES:
         obj = load_state_dict_file(path)
     else:

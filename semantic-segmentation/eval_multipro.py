@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Evaluate a trained ADE20K model (multi-scale) and write ``results/segmentation/<model>.json``
-with mIoU and pixel accuracy (SPEC section 8).
+with mIoU and pixel accuracy (docs/protocols.md, "Dense prediction").
 
     python eval_multipro.py --gpus 0,1 --cfg selfsupconfig/byol.yaml [--device cpu] [KEY VALUE ...]
 
@@ -17,18 +17,18 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run from inside this folder: make `transfer` importable
     sys.path.insert(0, str(REPO))
 
-from transfer.arguments import add_location_arguments, default_device  # noqa: E402
-from transfer.dense.launch import launch  # noqa: E402
-from transfer.dense.provenance import dense_provenance  # noqa: E402
-from transfer.dense.segmentation_task import (  # noqa: E402
+from transfer.errors import TransferError  # noqa: E402
+from transfer.protocols.arguments import add_location_arguments, default_device  # noqa: E402
+from transfer.protocols.dense.launch import launch  # noqa: E402
+from transfer.protocols.dense.segmentation_task import (  # noqa: E402
     evaluate_segmentation,
     load_config,
     load_trained,
+    segmentation_record,
 )
-from transfer.device import device_argument  # noqa: E402
-from transfer.distributed import init_distributed, shutdown  # noqa: E402
-from transfer.errors import TransferError  # noqa: E402
-from transfer.results import default_results_dir, write_result  # noqa: E402
+from transfer.records.results import default_results_dir, write_result  # noqa: E402
+from transfer.runtime.device import device_argument  # noqa: E402
+from transfer.runtime.distributed import init_distributed, shutdown  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -55,23 +55,7 @@ def run(args: argparse.Namespace, device: str) -> None:
         scores = evaluate_segmentation(model, config, meta["normalize"], device, context,
                                        args.workers)
         if context.is_main:
-            record = {
-                "protocol": "segmentation", "model": meta["model"], "dataset": "ade20k",
-                "metric": "miou", "score": 100.0 * scores["miou"], "miou": scores["miou"],
-                "pixel_accuracy": scores["pixel_accuracy"], "images": scores["images"],
-                "test_scales": list(config["DATASET"]["imgSizes"]),
-                "checkpoint": state["path"], "iterations": state["iteration"],
-                "weights_identity": meta["weights_identity"],
-                "per_class_iou": scores["per_class_iou"],
-                "provenance": dense_provenance(
-                    state, {"train": config["DATASET"]["list_train"],
-                            "val": config["DATASET"]["list_val"]},
-                    "segmentation-scales{}-max{}-pad{}-{}".format(
-                        "_".join(map(str, config["DATASET"]["imgSizes"])),
-                        config["DATASET"]["imgMaxSize"], config["DATASET"]["padding_constant"],
-                        "norm" if meta["normalize"] else "nonorm"),
-                    {**vars(args), "config": config}, device),
-            }
+            record = segmentation_record(config, state, scores, vars(args), device)
             path = write_result(Path(args.results_dir or default_results_dir()) / "segmentation"
                                 / f"{meta['model']}.json", record)
             print(f"Mean IoU: {scores['miou']:.4f}, Accuracy: {scores['pixel_accuracy']:.2f}%")

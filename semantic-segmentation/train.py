@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Train UPerNet on ADE20K with a pretrained ResNet-50 encoder (SPEC section 8).
+"""Train UPerNet on ADE20K with a pretrained ResNet-50 encoder
+(docs/protocols.md, "Dense prediction").
 
     python train.py --gpus 0,1 --cfg selfsupconfig/byol.yaml [--device cpu] [KEY VALUE ...]
 
@@ -16,15 +17,12 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run from inside this folder: make `transfer` importable
     sys.path.insert(0, str(REPO))
 
-from transfer.arguments import add_location_arguments, default_device  # noqa: E402
-from transfer.dense.launch import launch  # noqa: E402
-from transfer.dense.segmentation_task import (  # noqa: E402
-    load_config,
-    train_segmentation,
-)
-from transfer.device import device_argument  # noqa: E402
-from transfer.distributed import init_distributed, shutdown  # noqa: E402
 from transfer.errors import TransferError  # noqa: E402
+from transfer.protocols.arguments import add_location_arguments, default_device  # noqa: E402
+from transfer.protocols.dense.launch import launch  # noqa: E402
+from transfer.protocols.dense.segmentation_task import load_config, train_segmentation
+from transfer.runtime.device import device_argument  # noqa: E402
+from transfer.runtime.distributed import init_distributed, shutdown  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
-"""Evaluate a trained surface-normal model on the 654 NYUv2 test images (SPEC section 8) and
-write ``results/normals/<model>.json``.
+"""Evaluate a trained surface-normal model on the 654 NYUv2 test images (docs/protocols.md, "Dense
+prediction") and write ``results/normals/<model>.json``.
 
     python evaluate.py --ckpt ckpt/byol [--device cpu]
 """
@@ -16,19 +16,19 @@ if str(REPO) not in sys.path:  # run from inside this folder: make `transfer` im
     sys.path.insert(0, str(REPO))
 
 from datasets.registry import default_data_root  # noqa: E402
-from transfer.arguments import add_location_arguments, default_device  # noqa: E402
-from transfer.dense.normals import ANGLE_THRESHOLDS  # noqa: E402
-from transfer.dense.normals_task import (  # noqa: E402
+from transfer.errors import TransferError  # noqa: E402
+from transfer.protocols.arguments import add_location_arguments, default_device  # noqa: E402
+from transfer.protocols.dense.normals import ANGLE_THRESHOLDS  # noqa: E402
+from transfer.protocols.dense.normals_task import (  # noqa: E402
     MAX_SIZE,
     TEST_SCALES,
     evaluate_normals,
     load_trained,
+    normals_record,
 )
-from transfer.dense.nyuv2 import FOLDER, split_file  # noqa: E402
-from transfer.dense.provenance import dense_provenance  # noqa: E402
-from transfer.device import device_argument  # noqa: E402
-from transfer.errors import TransferError  # noqa: E402
-from transfer.results import default_results_dir, write_result  # noqa: E402
+from transfer.protocols.dense.nyuv2 import FOLDER  # noqa: E402
+from transfer.records.results import default_results_dir, write_result  # noqa: E402
+from transfer.runtime.device import device_argument  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -61,19 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     if state["iteration"] < total:
         print(f"warning: {state['path']} stopped at iteration {state['iteration']} of {total}",
               file=sys.stderr)
-    record = {
-        "protocol": "normals", "model": meta["model"], "dataset": "nyuv2",
-        "metric": "median_angle_error", "score": metrics["median_angle_error"],
-        "score_unit": "degrees (lower is better)", **metrics,
-        "test_scales": list(args.scales), "checkpoint": state["path"],
-        "iterations": state["iteration"], "recipe": meta["recipe"],
-        "weights_identity": meta["weights_identity"],
-        "provenance": dense_provenance(
-            state, {split: split_file(root, split) for split in ("train", "test")},
-            f"normals-scales{'_'.join(map(str, args.scales))}-max{args.max_size}-"
-            f"{'norm' if meta['normalize'] else 'nonorm'}",
-            {**vars(args), "recipe": meta["recipe"]}, args.device),
-    }
+    record = normals_record(state, metrics, root, tuple(args.scales), args.max_size, vars(args),
+                            args.device)
     path = write_result(Path(args.results_dir or default_results_dir()) / "normals"
                         / f"{meta['model']}.json", record)
     print(f"mean {metrics['mean_angle_error']:.2f}  median {metrics['median_angle_error']:.2f}  "

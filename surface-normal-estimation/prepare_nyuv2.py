@@ -18,9 +18,9 @@ if str(REPO) not in sys.path:  # run from inside this folder: make `transfer` im
     sys.path.insert(0, str(REPO))
 
 from datasets.registry import default_data_root  # noqa: E402
-from transfer.dense.normals import CODEBOOK_PATH, load_codebook  # noqa: E402
-from transfer.dense.nyuv2 import FOLDER, SPLITS, prepare, read_split  # noqa: E402
 from transfer.errors import TransferError  # noqa: E402
+from transfer.protocols.dense.normals import CODEBOOK_PATH, load_codebook  # noqa: E402
+from transfer.protocols.dense.nyuv2 import FOLDER, SPLITS, prepare, read_split  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

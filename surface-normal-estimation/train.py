@@ -1,10 +1,10 @@
 #!/usr/bin/env python
-"""Train the surface-normal decoder on NYUv2 over a frozen pretrained ResNet-50 (SPEC section 8).
+"""Train the surface-normal decoder on NYUv2 over a frozen pretrained ResNet-50.
 
     python train.py --weights ../models/byol.pth --ckpt ckpt/byol [--device cpu] [--gpus 0,1]
 
-Defaults are the paper's schedule; rerunning with the same --ckpt resumes. Several GPUs: --gpus
-0,1 (one process each) or torchrun --nproc-per-node 2 train.py ...
+The paper's schedule (docs/protocols.md, "Dense prediction"); the same --ckpt resumes. Several
+GPUs: --gpus 0,1 (one process each) or torchrun --nproc-per-node 2 train.py ...
 """
 
 from __future__ import annotations
@@ -18,17 +18,16 @@ if str(REPO) not in sys.path:  # run from inside this folder: make `transfer` im
     sys.path.insert(0, str(REPO))
 
 from datasets.registry import default_data_root  # noqa: E402
-from transfer.arguments import add_location_arguments, default_device  # noqa: E402
-from transfer.dense.launch import launch  # noqa: E402
-from transfer.dense.normals_task import NormalsRecipe, train_normals  # noqa: E402
-from transfer.dense.nyuv2 import FOLDER  # noqa: E402
-from transfer.device import device_argument  # noqa: E402
-from transfer.distributed import init_distributed, shutdown  # noqa: E402
 from transfer.errors import TransferError  # noqa: E402
+from transfer.protocols.arguments import add_location_arguments, default_device  # noqa: E402
+from transfer.protocols.dense.launch import launch  # noqa: E402
+from transfer.protocols.dense.normals_task import add_recipe_arguments, recipe_of, train_normals  # noqa: E402
+from transfer.protocols.dense.nyuv2 import FOLDER  # noqa: E402
+from transfer.runtime.device import device_argument  # noqa: E402
+from transfer.runtime.distributed import init_distributed, shutdown  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    d = NormalsRecipe()
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--weights", required=True,
                    help="common-format checkpoint: a model name (models/<name>.pth) or a .pth path")
@@ -37,16 +36,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", type=device_argument, default=default_device(),
                    help="cpu, cuda or cuda:N (default: %(default)s)")
     p.add_argument("--gpus", default="0", help="CUDA ids, e.g. 0,1 or 0-3 (default: %(default)s)")
-    p.add_argument("--epoch-iters", type=int, default=d.epoch_iters)
-    p.add_argument("--num-epoch", type=int, default=d.num_epoch)
-    p.add_argument("--batch-size-per-gpu", type=int, default=d.batch_per_gpu)
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--lr-pow", type=float, default=d.lr_pow)
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    p.add_argument("--scales", type=int, nargs="+", default=list(d.scales),
-                   help="training short sides (default: %(default)s)")
-    p.add_argument("--max-size", type=int, default=d.max_size)
-    p.add_argument("--seed", type=int, default=d.seed)
+    add_recipe_arguments(p)
     p.add_argument("--workers", type=int, default=4, help="DataLoader workers per process")
     return p.parse_args(argv)
 
@@ -54,11 +44,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def run(args: argparse.Namespace, device: str) -> None:
     context, device = init_distributed(device)
     try:
-        recipe = NormalsRecipe(
-            epoch_iters=args.epoch_iters, num_epoch=args.num_epoch,
-            batch_per_gpu=args.batch_size_per_gpu, lr=args.lr, lr_pow=args.lr_pow,
-            weight_decay=args.weight_decay, scales=tuple(args.scales), max_size=args.max_size,
-            seed=args.seed)
+        recipe = recipe_of(args)
         root = Path(args.data_root or default_data_root()) / FOLDER
         path = train_normals(args.weights, args.ckpt, root, recipe, device, context,
                              args.models_dir, args.workers)

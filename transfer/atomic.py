@@ -65,7 +65,7 @@ def check_writable_dir(folder: str | os.PathLike, what: str, option: str) -> Pat
         raise WriteError(
             f"cannot write to the {what} {folder}: {error.strerror or error}; "
             f"fix its permissions or choose another with {option}"
-        ) from None
+        ) from error
     finally:
         for path in missing:  # deepest first; one another run has filled meanwhile stays
             with contextlib.suppress(OSError):

@@ -3,8 +3,8 @@ controlled load, and the solver's own threshold left as it was."""
 
 from benchmarks.contention_bench import POLICIES, benchmark
 from benchmarks.logreg_bench import make_realistic_features
-from transfer import logreg
-from transfer.logreg import sklearn_chain
+from transfer.classifiers import logreg
+from transfer.classifiers.logreg import sklearn_chain
 
 
 def test_both_policies_are_timed_alone_and_busy_and_the_threshold_is_restored():

@@ -3,7 +3,7 @@
 import numpy as np
 
 from benchmarks.logreg_bench import benchmark_solvers
-from transfer import logreg
+from transfer.classifiers import logreg
 
 
 def test_report_compares_each_torch_strategy_and_the_permuted_rerun_with_sklearn():

@@ -1,4 +1,4 @@
-"""The 28 detectron2 configs: generated, not drifted, and holding SPEC section 7's fields."""
+"""The 28 detectron2 configs: generated, not drifted, and holding the detection recipe's fields."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ PAPER_MODELS = [
     "insdis", "moco-v1", "pcl-v1", "pirl", "pcl-v2", "simclr-v1", "moco-v2", "simclr-v2",
     "sela-v2", "infomin", "byol", "deepcluster-v2", "swav", "supervised",
 ]  # fmt: skip
-UNNORMALIZED = {"simclr-v1", "simclr-v2"}  # SPEC section 1: inputs in [0, 1]
+UNNORMALIZED = {"simclr-v1", "simclr-v2"}  # their inputs stay in [0, 1]
 CASES = [(mode, model) for mode in ("frozen", "finetune") for model in PAPER_MODELS]
 
 

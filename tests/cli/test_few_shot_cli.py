@@ -14,7 +14,7 @@ from datasets import build_transform, load_split
 from models.loader import load_backbone
 from tests.fixtures.checkpoints import write_common_format
 from tests.fixtures.dataset_layouts import write_layout
-from transfer.protonet import sample_episodes
+from transfer.classifiers.protonet import sample_episodes
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +164,8 @@ def test_impossible_request_and_multilabel_are_clear_errors(models_dir, tmp_path
 
 
 def test_defaults_are_the_papers_protocol():
-    """SPEC section 6: 5-way, 15 queries a class, 600 episodes, seed 0 (5-shot by default)."""
+    """docs/protocols.md, "Few-shot": 5-way, 15 queries a class, 600 episodes, seed 0 (5-shot by
+    default)."""
     args = few_shot.parse_args([])
     assert (args.n_way, args.n_support, args.n_query, args.iter_num, args.seed) == (
         5, [5], 15, 600, 0)  # fmt: skip

@@ -16,8 +16,8 @@ from scipy import stats
 
 from datasets import load_split
 from tests.fixtures.dataset_layouts import write_layout
-from transfer import metrics
-from transfer.bootstrap import resample_indices
+from transfer.stats import metrics
+from transfer.stats.bootstrap import resample_indices
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -37,7 +37,7 @@ def test_grid_search_run_writes_its_records(tmp_path):
                "--results-dir", str(tmp_path / "results"), "--no-progress"]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "grid: 2 points, 0 done, 2 to train" in done.stdout
+    assert "grid: 2 points, 0 done, 2 to train" in done.stderr  # logged, not printed
     last, interval = done.stdout.strip().splitlines()[-2:]
     assert last.startswith("random on flowers: test mean_per_class_accuracy ")
     folder = tmp_path / "results" / "finetune"
@@ -71,9 +71,9 @@ def test_bad_input_is_one_clear_error(argv, message, tmp_path, capsys):
 
 
 def test_defaults_are_the_papers_protocol():
-    """SPEC section 5: 5000 steps at batch 64, the 4 x 5 grid searched (no --lr / --wd), with
-    augmentation, seed 0; the library's defaults are the same."""
-    from transfer.finetune import FinetuneSettings, finetune_grid
+    """docs/protocols.md, "Finetuning": 5000 steps at batch 64, the 4 x 5 grid searched (no --lr
+    or --wd), with augmentation, seed 0; the library's defaults are the same."""
+    from transfer.protocols.finetune_runs import FinetuneSettings, finetune_grid
 
     args = load_cli().parse_args([])
     assert (args.steps, args.batch_size, args.grid_size, args.lr, args.wd, args.no_da,

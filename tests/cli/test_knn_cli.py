@@ -18,11 +18,12 @@ from models.loader import load_backbone
 from tests.cli.test_linear_cli import direct_features, linear_argv
 from tests.fixtures.checkpoints import write_common_format
 from tests.fixtures.dataset_layouts import write_layout
-from transfer import metrics
-from transfer.bootstrap import bootstrap_ci
-from transfer.cache import FeatureCache, FeatureOptions, many_shot_features
-from transfer.knn import sample_per_class
-from transfer.results import read_test_outputs
+from transfer.classifiers.weighted_knn import sample_per_class
+from transfer.features.cache import FeatureCache
+from transfer.features.many_shot import FeatureOptions, many_shot_features
+from transfer.records.outputs import read_test_outputs
+from transfer.stats import metrics
+from transfer.stats.bootstrap import bootstrap_ci
 
 T = 0.07
 
@@ -86,7 +87,7 @@ def direct_splits(dataset, models_dir, data_root):
 
 def read_record(tmp_path, dataset, model="tiny-resnet"):
     """The run's one record (settings other than the defaults, e.g. -i 32, are named after
-    ``<model>__<dataset>`` in the file name: transfer/results.py)."""
+    ``<model>__<dataset>`` in the file name: transfer/records/results.py)."""
     (path,) = (tmp_path / "r" / "knn").glob(f"{model}__{dataset}__*.json")
     return json.loads(path.read_text())
 

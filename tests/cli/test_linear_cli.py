@@ -24,12 +24,14 @@ from models.registry import REPO_ROOT
 from models.resnet50 import random_backbone
 from tests.fixtures.checkpoints import write_common_format
 from tests.fixtures.dataset_layouts import write_layout, write_overlapping_images
-from transfer import metrics, results
-from transfer.bootstrap import bootstrap_ci
-from transfer.cache import FeatureCache, FeatureOptions, many_shot_features
-from transfer.calibration import expected_calibration_error, temperature_scaled_ece
-from transfer.logreg import default_C_grid, fit_logreg, fit_logreg_grid
-from transfer.results import read_test_outputs
+from transfer.classifiers.logreg import default_C_grid, fit_logreg, fit_logreg_grid
+from transfer.features.cache import FeatureCache
+from transfer.features.many_shot import FeatureOptions, many_shot_features
+from transfer.records import results
+from transfer.records.outputs import read_test_outputs
+from transfer.stats import metrics
+from transfer.stats.bootstrap import bootstrap_ci
+from transfer.stats.calibration import expected_calibration_error, temperature_scaled_ece
 
 IMAGE_SIZE = 32
 
@@ -204,7 +206,8 @@ def test_voc_map_with_given_C(models_dir, tmp_path, capsys):
     from sklearn.metrics import precision_recall_curve
 
     aps = []
-    clf = LogisticRegression(solver="lbfgs", warm_start=True, C=0.1 * 2)  # see transfer/logreg.py
+    # 2C: see transfer/classifiers/logreg/
+    clf = LogisticRegression(solver="lbfgs", warm_start=True, C=0.1 * 2)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for cls in range(trainval.targets.shape[1]):
@@ -238,7 +241,7 @@ def test_too_few_test_samples_give_no_calibration(models_dir, tmp_path, capsys):
 
 def test_no_seed_option(capsys):
     """Nothing random runs in the linear protocol (the val split and the temperature folds use
-    SPEC's fixed seed 0; the fits are deterministic), and the original had no --seed: an option
+    the fixed seed 0; the fits are deterministic), and the original had no --seed: an option
     that changed nothing would only suggest otherwise."""
     with pytest.raises(SystemExit) as exit_info:
         linear.parse_args(["--seed", "1"])
@@ -247,10 +250,11 @@ def test_no_seed_option(capsys):
 
 
 def test_defaults_are_the_papers_protocol():
-    """SPEC section 4: C searched on val over the 45 values of 1 / logspace(-6, 5, 45)."""
+    """docs/protocols.md, "Linear": C searched on val over the 45 values of 1 / logspace(-6, 5,
+    45)."""
     import inspect
 
-    from transfer.linear_probe import linear_probe
+    from transfer.protocols.linear import linear_probe
 
     args = linear.parse_args([])
     assert args.wd_values == 45 and args.C is None and args.solver == "sklearn"
@@ -343,7 +347,7 @@ def test_the_score_is_printed_before_a_result_that_cannot_be_written(models_dir,
                                                                       capsys, monkeypatch):
     import errno
 
-    from transfer import results
+    from transfer.records import results
 
     def full_disk(path, payload):
         raise OSError(errno.ENOSPC, "No space left on device")

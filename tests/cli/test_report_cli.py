@@ -13,8 +13,8 @@ import report as report_script
 import sweep as sweep_script
 from tests.fixtures.dataset_layouts import write_layout
 from tests.fixtures.detectron2_checkpoints import write_common_checkpoint
-from transfer import bootstrap, comparisons
 from transfer.report import PAPER_DIR
+from transfer.stats import bootstrap, comparisons
 
 MODELS = ["moco-v1", "simclr-v2", "deepcluster-v2"]
 
@@ -110,7 +110,7 @@ def test_a_sweep_of_two_models_reports_intervals_and_significance_marks(tmp_path
         pairs = {row["pair"]: row for row in csv.DictReader(handle)}
     assert set(pairs) == {"dtd: random vs tiny", "digits: random vs tiny"}
     for dataset, metric in (("digits", "accuracy"), ("dtd", "accuracy")):
-        # the sweep's -i 16 --C 1 are named in the file names (transfer/results.py)
+        # the sweep's -i 16 --C 1 are named in the file names (transfer/records/results.py)
         stored = {m: np.load(next((results / "linear").glob(f"{m}__{dataset}*.npz")))
                   for m in ("random", "tiny")}
         targets = stored["random"]["targets"]

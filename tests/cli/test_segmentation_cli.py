@@ -13,8 +13,8 @@ import torch
 
 from tests.fixtures.dense_data import make_ade20k, write_common_checkpoint
 from tests.fixtures.detectron2_scripts import load_script
-from transfer.dense.decoders import class_probabilities
-from transfer.dense.samples import decode_label
+from transfer.protocols.dense.decoders import class_probabilities
+from transfer.protocols.dense.samples import decode_label
 
 FOLDER = "semantic-segmentation"
 CONFIG = "semantic-segmentation/selfsupconfig/byol.yaml"
@@ -26,7 +26,7 @@ def scripts():
 
 
 def test_train_evaluate(scripts, tmp_path: Path, monkeypatch) -> None:
-    from transfer.dense import train_loop
+    from transfer.protocols.dense import train_loop
 
     shown: list[dict] = []  # TRAIN.disp_iter: iterations between the bar's loss / acc updates
 
@@ -69,9 +69,9 @@ def test_train_evaluate(scripts, tmp_path: Path, monkeypatch) -> None:
     assert made["transform"] == {"test": "segmentation-scales32_48-max64-pad32-norm"}
 
     # recompute from the checkpoint with a plain loop and a direct confusion matrix
-    from transfer.dense.ade20k import read_odgt
-    from transfer.dense.samples import EvalImages, Geometry
-    from transfer.dense.segmentation_task import load_config, load_trained
+    from transfer.protocols.dense.ade20k import read_odgt
+    from transfer.protocols.dense.samples import EvalImages, Geometry
+    from transfer.protocols.dense.segmentation_task import load_config, load_trained
 
     config = load_config(CONFIG, overrides, data_root=data, models_dir=models)
     model, _ = load_trained(config)

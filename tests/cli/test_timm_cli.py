@@ -20,7 +20,7 @@ import report as report_script
 import sweep as sweep_script
 from tests.fixtures.dataset_layouts import write_layout
 from tests.fixtures.timm_models import CONVNEXT, RESNET, VIT, save_weights, seeded_state_dict
-from transfer.dense.encoder import load_encoder
+from transfer.protocols.dense.encoder import load_encoder
 
 REPO = Path(__file__).resolve().parents[2]
 FILES = {VIT: "vit.safetensors", RESNET: "resnet.pth", CONVNEXT: "convnext.bin"}
@@ -51,7 +51,7 @@ def _finetune(argv: list[str]) -> subprocess.CompletedProcess:
 
 def _result(path: Path) -> Path:
     """``path``, or the one file a run with non-default settings (``-i 32``, ``-w 2``, ...) wrote
-    beside it: ``<model>__<dataset>[__<suffix>]__<settings>.json`` (transfer/results.py)."""
+    beside it: ``<model>__<dataset>[__<suffix>]__<settings>.json`` (transfer/records/results.py)."""
     if path.exists():
         return path
     (found,) = path.parent.glob(f"{path.stem}__*{path.suffix}")

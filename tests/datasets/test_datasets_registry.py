@@ -1,4 +1,5 @@
-"""The dataset registry: SPEC section 2's facts per dataset, lookup errors, data root."""
+"""The dataset registry: the facts per dataset (docs/protocols.md, "Datasets and splits"), lookup
+errors, data root."""
 
 from pathlib import Path
 
@@ -7,7 +8,7 @@ import pytest
 import datasets
 from datasets import DATASETS, DatasetError, default_data_root, get_dataset_spec
 
-# SPEC section 2, written out independently of the registry.
+# docs/protocols.md, "Datasets and splits", written out independently of the registry.
 SPEC_TABLE = {
     "aircraft": ("Aircraft", 100, "mean_per_class_accuracy", True),
     "caltech101": ("Caltech101", 102, "mean_per_class_accuracy", False),

@@ -16,7 +16,7 @@ from datasets.split import Split
 
 @pytest.mark.parametrize("n", [0, 1, 4, 5, 7, 10, 99, 1200, 50000])
 def test_val_rule_is_specs_global_seed_shuffle(n):
-    # SPEC: indices = arange(n); np.random.seed(0); np.random.shuffle(indices)
+    # the original: indices = arange(n); np.random.seed(0); np.random.shuffle(indices)
     state = np.random.get_state()
     np.random.seed(0)
     indices = list(range(n))  # the original shuffled a Python list

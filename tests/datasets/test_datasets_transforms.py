@@ -1,4 +1,4 @@
-"""SPEC section 3's transforms, checked against direct PIL computations."""
+"""the transforms rules' transforms, checked against direct PIL computations."""
 
 import numpy as np
 import pytest

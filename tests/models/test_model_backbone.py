@@ -82,7 +82,7 @@ def test_paper_models_keep_their_cache_identity_transform_ids_and_paths(tmp_path
     import hashlib
 
     from datasets import build_transform, load_split
-    from transfer.cache import FeatureCache
+    from transfer.features.cache import FeatureCache
 
     backbone = load_backbone("random")
     assert backbone.identity == f"random-seed0-torchvision{torchvision.__version__}"

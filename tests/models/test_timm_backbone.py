@@ -22,7 +22,7 @@ from tests.fixtures.timm_models import (
     save_weights,
     seeded_state_dict,
 )
-from transfer.cache import FeatureCache, cached_features
+from transfer.features.cache import FeatureCache, cached_features
 
 SIZE = 32
 

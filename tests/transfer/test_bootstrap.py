@@ -1,11 +1,12 @@
-"""transfer.bootstrap against plain numpy loops over resamples, and its statistical behaviour."""
+"""transfer.stats.bootstrap against plain numpy loops over resamples, and its statistical
+behaviour."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from transfer import bootstrap, metrics
+from transfer.stats import bootstrap, metrics
 
 
 def _single_label(rng, n=300, num_classes=6, right=0.6):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from transfer import calibration
+from transfer.stats import calibration
 
 
 def _softmax(logits):
@@ -124,11 +124,11 @@ def test_temperature_scaled_ece_leaves_global_rng_alone():
 
 
 def test_errors_are_clear():
-    with pytest.raises(calibration.CalibrationError, match="too few for 5 folds"):
+    with pytest.raises(calibration.MetricError, match="too few for 5 folds"):
         calibration.temperature_scaled_ece(np.zeros((4, 3)), np.zeros(4, dtype=int))
-    with pytest.raises(calibration.CalibrationError, match=r"labels must lie in \[0, 3\)"):
+    with pytest.raises(calibration.MetricError, match=r"labels must lie in \[0, 3\)"):
         calibration.expected_calibration_error(np.zeros((2, 3)), np.array([0, 3]))
-    with pytest.raises(calibration.CalibrationError, match="logits must be"):
+    with pytest.raises(calibration.MetricError, match="logits must be"):
         calibration.fit_temperature(np.zeros(5), np.zeros(5, dtype=int))
 
 

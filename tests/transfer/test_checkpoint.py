@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from transfer.checkpoint import (
+from transfer.runtime.checkpoint import (
     CHECKPOINT_VERSION,
     CheckpointError,
     differences,
@@ -16,7 +16,7 @@ from transfer.checkpoint import (
     save_checkpoint,
     seed_rank,
 )
-from transfer.distributed import Distributed
+from transfer.runtime.distributed import Distributed
 
 
 def _draw() -> tuple[float, float, float]:

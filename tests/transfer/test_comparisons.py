@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from transfer import bootstrap, comparisons
-from transfer.comparisons import Pair
+from transfer.stats import bootstrap, comparisons
+from transfer.stats.comparisons import Pair
 
 
 def test_paired_p_value_by_hand():

@@ -10,8 +10,8 @@ import torch
 import yaml
 
 from tests.fixtures.detectron2_scripts import REPO, load_script
-from transfer.dense.segmentation_task import ConfigError, load_config
-from transfer.dense.train_loop import Schedule, parameter_groups, poly_factor
+from transfer.protocols.dense.segmentation_task import ConfigError, load_config
+from transfer.protocols.dense.train_loop import Schedule, parameter_groups, poly_factor
 
 CONFIG_DIR = REPO / "semantic-segmentation" / "selfsupconfig"
 PAPER_MODELS = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from transfer.dense.decoders import PPM, DenseModel, UPerNet, class_probabilities
+from transfer.protocols.dense.decoders import PPM, DenseModel, UPerNet, class_probabilities
 
 
 def stages(batch: int = 2, size: int = 16, dilated: bool = False) -> list[torch.Tensor]:

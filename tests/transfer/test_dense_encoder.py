@@ -10,8 +10,8 @@ import torchvision
 
 from models.errors import ModelError
 from tests.fixtures.dense_data import make_ade20k, write_common_checkpoint
-from transfer.dense import normals_task, segmentation_task
-from transfer.dense.encoder import ResNetStages, load_encoder
+from transfer.protocols.dense import normals_task, segmentation_task
+from transfer.protocols.dense.encoder import ResNetStages, load_encoder
 
 CONFIG = Path(__file__).resolve().parents[2] / "semantic-segmentation" / "selfsupconfig"
 

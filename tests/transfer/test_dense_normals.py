@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from transfer.dense.normals import (
+from transfer.protocols.dense.normals import (
     IGNORE_LABEL,
     AngleErrorSummary,
-    NormalsError,
+    DenseDataError,
     angle_errors,
     load_codebook,
     normals_to_labels,
@@ -96,7 +96,7 @@ def test_random_angles_equal_numpy() -> None:
 
 
 def test_errors_are_clear() -> None:
-    with pytest.raises(NormalsError, match="no valid pixels"):
+    with pytest.raises(DenseDataError, match="no valid pixels"):
         AngleErrorSummary().result()
-    with pytest.raises(NormalsError, match="expected normals"):
+    with pytest.raises(DenseDataError, match="expected normals"):
         normals_to_labels(np.zeros((4, 4)), np.ones((4, 4), bool), load_codebook())

@@ -12,10 +12,10 @@ import torch
 from PIL import Image
 
 from tests.fixtures.dense_data import make_ade20k, make_nyuv2
-from transfer.dense.ade20k import read_odgt
-from transfer.dense.normals import load_codebook
-from transfer.dense.nyuv2 import prepare, read_split
-from transfer.dense.samples import (
+from transfer.protocols.dense.ade20k import read_odgt
+from transfer.protocols.dense.normals import load_codebook
+from transfer.protocols.dense.nyuv2 import prepare, read_split
+from transfer.protocols.dense.samples import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     DenseDataError,

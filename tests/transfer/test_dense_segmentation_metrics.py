@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 
-from transfer.dense.segmentation_metrics import confusion_matrix, segmentation_scores
+from transfer.protocols.dense.segmentation_metrics import confusion_matrix, segmentation_scores
 
 
 def test_confusion_matrix_equals_sklearn_and_ignores_minus_one() -> None:

@@ -1,6 +1,6 @@
-"""The dense training loop (transfer/dense/train_loop.py): exact resumption (random generators
-included), the metadata check on resume, per-rank seeds, host syncs only every display_every
-iterations, and collectives on the group's device."""
+"""The dense training loop (transfer/protocols/dense/train_loop.py): exact resumption (random
+generators included), the metadata check on resume, per-rank seeds, host syncs only every
+display_every iterations, and collectives on the group's device."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ import torch.multiprocessing as mp
 from tests.fixtures import dense_training
 from tests.fixtures.dense_training import META, tiny_batches, tiny_model, tiny_schedule
 from tests.fixtures.host_syncs import count_host_syncs
-from transfer.checkpoint import CheckpointError
-from transfer.dense import train_loop
-from transfer.dense.train_loop import latest_checkpoint, train_dense
+from transfer.protocols.dense import train_loop
+from transfer.protocols.dense.train_loop import latest_checkpoint, train_dense
+from transfer.runtime.checkpoint import CheckpointError
 
 
 def _scramble_generators() -> None:

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from tests.fixtures.detectron2_scripts import REPO
-from transfer.device import DeviceError, parse_device, use_device
-from transfer.distributed import init_distributed
-from transfer.precision import PRECISIONS, autocast, check_precision, float32_mode
+from transfer.runtime.device import DeviceError, parse_device, use_device
+from transfer.runtime.distributed import init_distributed
+from transfer.runtime.precision import PRECISIONS, autocast, check_precision, float32_mode
 
 
 def test_cpu_is_accepted_and_mps_refused_with_one_message():
@@ -129,7 +129,8 @@ def test_scripts_share_the_precision_vocabulary(script, capsys):
 
 def test_one_vocabulary():
     assert tuple(PRECISIONS) == ("fp32", "tf32", "bf16")
-    for module in ("transfer.train", "transfer.features"):  # no private copies left
+    # no private copies left
+    for module in ("transfer.protocols.finetune_loop", "transfer.features.extract"):
         assert not hasattr(importlib.import_module(module), "PRECISIONS")
 
 

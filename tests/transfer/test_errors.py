@@ -32,7 +32,7 @@ def test_every_error_class_of_the_project_is_a_transfer_error():
     """The scripts catch TransferError only: a new error class outside it would be a traceback."""
     classes = dict(_project_error_classes())
     assert {"DatasetError", "ModelError", "LogregError", "EpisodeError", "FinetuneError",
-            "TrainError", "SweepError", "ReportError", "WriteError"} <= set(classes)
+            "DeviceError", "SweepError", "ReportError", "WriteError"} <= set(classes)
     assert [name for name, cls in classes.items() if not issubclass(cls, TransferError)] == []
 
 

@@ -5,8 +5,10 @@ import torch
 
 from datasets import build_transform, load_split
 from models.loader import load_backbone
-from transfer.cache import FeatureCache, cached_features, features_of_subset
-from transfer.features import extract_features
+from transfer.features.cache import FeatureCache, cached_features
+from transfer.features.extract import extract_features
+from transfer.features.many_shot import features_of_subset
+from transfer.runtime.console import setup_console
 
 
 def _digits(n=24):
@@ -82,6 +84,7 @@ def test_train_and_val_rows_come_from_the_trainval_pass(tmp_path):
 
 
 def test_unusable_cache_entry_is_said_in_one_line_with_path_and_reason(tmp_path, capsys):
+    setup_console()  # as every script does: the library's warnings reach stderr
     cache = FeatureCache(tmp_path)
     split = _digits(4)
     cache.get_or_compute("m", split, "b", "t", "fp32", lambda: torch.zeros(4, 2048))
@@ -143,7 +146,7 @@ def test_an_unwritable_cache_folder_fails_before_any_work(tmp_path):
 
 
 def test_each_precision_is_its_own_cache_entry_and_records_the_device(tmp_path):
-    from transfer.precision import PRECISIONS
+    from transfer.runtime.precision import PRECISIONS
 
     backbone = load_backbone("random")
     split = _digits(4)

@@ -1,4 +1,5 @@
-"""Feature extraction (transfer/features.py): the precision it runs in and what it waits for."""
+"""Feature extraction (transfer/features/extract.py): the precision it runs in and what it waits
+for."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from torch import nn
 
 from datasets import build_transform, load_split
 from tests.fixtures.host_syncs import count_host_syncs
-from transfer.features import extract_features
+from transfer.features.extract import extract_features
 
 
 class FlagSpy(nn.Module):

@@ -1,7 +1,7 @@
-"""The finetuning protocol (transfer/finetune.py): SPEC's grid, the search -> retrain flow, the
-records, resumption (skipped points, an interrupted point), and the metric paths for a
-single-label (Flowers: mean per-class accuracy) and the multi-label (VOC2007: 11-point mAP) set,
-on tiny fixtures in the official layouts."""
+"""The finetuning protocol (transfer/protocols/finetune.py, finetune_runs.py): the paper's grid,
+the search -> retrain flow, the records, resumption (skipped points, an interrupted point), and
+the metric paths for a single-label (Flowers: mean per-class accuracy) and the multi-label
+(VOC2007: 11-point mAP) set, on tiny fixtures in the official layouts."""
 
 from __future__ import annotations
 
@@ -14,19 +14,19 @@ from sklearn.metrics import precision_recall_curve
 
 from datasets import load_split
 from tests.fixtures.dataset_layouts import write_layout
-from transfer import train as train_module
-from transfer.bootstrap import bootstrap_ci
-from transfer.calibration import expected_calibration_error
-from transfer.finetune import (
+from transfer.protocols import finetune_loop as train_module
+from transfer.protocols.finetune import run_finetune
+from transfer.protocols.finetune_runs import (
     FinetuneError,
     FinetuneSettings,
     best_point,
     finetune_grid,
     optimizer_weight_decay,
     point_name,
-    run_finetune,
 )
-from transfer.results import read_test_outputs
+from transfer.records.outputs import read_test_outputs
+from transfer.stats.bootstrap import bootstrap_ci
+from transfer.stats.calibration import expected_calibration_error
 
 
 def test_grid_is_specs_twenty_pairs_in_the_original_order():
@@ -68,10 +68,10 @@ def mean_per_class_accuracy(targets, predictions) -> float:
     return 100.0 * np.mean([np.mean(predictions[targets == c] == c) for c in classes])
 
 
-def test_search_retrain_records_and_resumption(tmp_path, monkeypatch):
+def test_search_retrain_records_and_resumption(tmp_path, monkeypatch, caplog):
     write_layout("flowers", tmp_path / "data", per_class=4)
     # uninterrupted reference run
-    first = run_finetune(settings(tmp_path / "data", tmp_path / "a"), log=lambda m: None)
+    first = run_finetune(settings(tmp_path / "data", tmp_path / "a"))
     folder = tmp_path / "a" / "finetune"
     names = sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
     assert names == ["random__flowers", "random__flowers.json",
@@ -79,7 +79,7 @@ def test_search_retrain_records_and_resumption(tmp_path, monkeypatch):
                      "random__flowers/lr0.0001_wd1e-06.json"]
     points = [json.loads((folder / "random__flowers" / f"{n}.json").read_text())
               for n in ("lr0.0001_wd0", "lr0.0001_wd1e-06")]
-    # weight_decay is read back from the optimiser: SPEC's wd / lr, not the grid's wd
+    # weight_decay is read back from the optimiser: the original's wd / lr, not the grid's wd
     assert [(p["lr"], p["wd"], p["weight_decay"]) for p in points] == [
         (1e-4, 0.0, 0.0), (1e-4, 1e-6, pytest.approx(1e-6 / 1e-4, rel=1e-12))]
     assert all(p["eval_split"] == "val" and p["n_train"] == 12 and p["n_eval"] == 12
@@ -120,15 +120,15 @@ def test_search_retrain_records_and_resumption(tmp_path, monkeypatch):
 
     monkeypatch.setattr(train_module, "save_checkpoint", save_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
-        run_finetune(settings(tmp_path / "data", tmp_path / "b", checkpoint_every=1),
-                     log=lambda m: None)
+        run_finetune(settings(tmp_path / "data", tmp_path / "b", checkpoint_every=1))
     monkeypatch.undo()
     folder_b = tmp_path / "b" / "finetune"
     assert sorted(str(p.relative_to(folder_b)) for p in folder_b.rglob("*")) == [
         "random__flowers", "random__flowers/ckpt", "random__flowers/ckpt/lr0.0001_wd0.pt"]
-    log: list[str] = []
-    resumed = run_finetune(settings(tmp_path / "data", tmp_path / "b"), log=log.append)
-    assert any("resuming from step 1 of 2" in m for m in log)
+    caplog.set_level("INFO", logger="transfer")
+    caplog.clear()
+    resumed = run_finetune(settings(tmp_path / "data", tmp_path / "b"))
+    assert any("resuming from step 1 of 2" in m for m in caplog.messages)
     assert not (folder_b / "random__flowers" / "ckpt").exists()
     for key in ("score", "lr", "wd", "weight_decay", "grid", "ece", "train_loss"):
         assert resumed[key] == first[key], key  # same seed, same data order: the same numbers
@@ -138,24 +138,23 @@ def test_search_retrain_records_and_resumption(tmp_path, monkeypatch):
     kept_mtime = kept.stat().st_mtime_ns
     (folder_b / "random__flowers.json").unlink()
     (folder_b / "random__flowers" / "lr0.0001_wd1e-06.json").unlink()
-    log.clear()
-    again = run_finetune(settings(tmp_path / "data", tmp_path / "b"), log=log.append)
-    assert any("[1/2] lr0.0001_wd0: done" in m and "skipped" in m for m in log)
-    assert any(m.startswith("[2/2] lr0.0001_wd1e-06: val") for m in log)
+    caplog.clear()
+    again = run_finetune(settings(tmp_path / "data", tmp_path / "b"))
+    assert any("[1/2] lr0.0001_wd0: done" in m and "skipped" in m for m in caplog.messages)
+    assert any(m.startswith("[2/2] lr0.0001_wd1e-06: val") for m in caplog.messages)
     assert kept.stat().st_mtime_ns == kept_mtime
     assert (folder_b / "random__flowers" / "lr0.0001_wd1e-06.json").exists()
     assert again["score"] == first["score"] and again["grid"] == first["grid"]
 
     # everything done: read back, nothing trained
-    log.clear()
-    assert run_finetune(settings(tmp_path / "data", tmp_path / "b"), log=log.append)["score"] \
-        == first["score"]
-    assert log == [f"{folder_b / 'random__flowers.json'} exists: nothing to do"]
+    caplog.clear()
+    assert run_finetune(settings(tmp_path / "data", tmp_path / "b"))["score"] == first["score"]
+    assert caplog.messages == [f"{folder_b / 'random__flowers.json'} exists: nothing to do"]
 
     # records of another recipe are never mixed in
     with pytest.raises(FinetuneError, match=r"random__flowers\.json was made with other "
                                             r"settings \(steps differ\)"):
-        run_finetune(settings(tmp_path / "data", tmp_path / "b", steps=3), log=lambda m: None)
+        run_finetune(settings(tmp_path / "data", tmp_path / "b", steps=3))
 
 
 def voc11_map_reference(targets: np.ndarray, scores: np.ndarray) -> float:
@@ -171,8 +170,7 @@ def voc11_map_reference(targets: np.ndarray, scores: np.ndarray) -> float:
 def test_multilabel_voc2007_uses_bce_and_11_point_map(tmp_path):
     write_layout("voc2007", tmp_path / "data")
     record = run_finetune(settings(tmp_path / "data", tmp_path / "r", dataset="voc2007",
-                                   lr=0.01, wd=1e-4, steps=2, checkpoint_every=0),
-                          log=lambda m: None)
+                                   lr=0.01, wd=1e-4, steps=2, checkpoint_every=0))
     path = tmp_path / "r" / "finetune" / "random__voc2007__lr0.01_wd0.0001.json"
     assert json.loads(path.read_text())["score"] == record["score"]
     assert record["metric"] == "voc11_map" and record["selection"] == "given"

@@ -1,5 +1,6 @@
-"""The finetuning loop (transfer/train.py) against hand-written references: data order, loss,
-the SGD-Nesterov + cosine recipe, exact resumption from a checkpoint, and ordered prediction."""
+"""The finetuning loop (transfer/protocols/finetune_loop.py) against hand-written references: data
+order, loss, the SGD-Nesterov + cosine recipe, exact resumption from a checkpoint, and ordered
+prediction."""
 
 from __future__ import annotations
 
@@ -12,13 +13,12 @@ from torch import nn
 
 from datasets import ImageDataset, build_transform, load_split
 from tests.fixtures.host_syncs import count_host_syncs
-from transfer import train as train_module
-from transfer.distributed import Distributed
-from transfer.train import (
+from transfer.protocols import finetune_loop as train_module
+from transfer.protocols.finetune_loop import (
+    FinetuneError,
     SeededSamples,
     StepBatchSampler,
     TrainConfig,
-    TrainError,
     correct_count,
     finetune_loss,
     make_eval_loader,
@@ -26,6 +26,7 @@ from transfer.train import (
     predict,
     train_steps,
 )
+from transfer.runtime.distributed import Distributed
 
 SIZE = 8
 
@@ -59,7 +60,7 @@ def test_sampler_epochs_are_partitions_and_ranks_split_the_global_batch():
         assert [len(share) for share in shares] == [8, 8]
         # same images, same augmentation seeds as one process, rank 0 holding the first half
         assert shares[0] + shares[1] == one.rank_share(step)
-    with pytest.raises(TrainError, match="fewer than 2 images per rank"):
+    with pytest.raises(FinetuneError, match="fewer than 2 images per rank"):
         StepBatchSampler(50, 3, 0, Distributed(rank=0, world_size=2))
 
 
@@ -261,7 +262,7 @@ def test_eval_batch_is_twice_the_per_rank_training_batch():
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_a_cuda_training_step_does_not_synchronise(precision):
     """On the GPU itself: torch's sync debug mode turns any implicit host sync into an error."""
-    from transfer.precision import bf16_supported, float32_mode
+    from transfer.runtime.precision import bf16_supported, float32_mode
 
     if precision == "bf16" and not bf16_supported("cuda"):
         pytest.skip("no native bf16 on this GPU")

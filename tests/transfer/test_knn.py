@@ -1,6 +1,6 @@
-"""transfer/knn.py against scikit-learn's KNeighborsClassifier with the same exp(sim / T)
-weights, a hand-checkable bank, a direct loop for the multi-label (mAP) path, and the low-shot
-sampler's guarantees."""
+"""transfer/classifiers/weighted_knn.py against scikit-learn's KNeighborsClassifier with the same
+exp(sim / T) weights, a hand-checkable bank, a direct loop for the multi-label (mAP) path, and the
+low-shot sampler's guarantees."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 from sklearn.metrics import precision_recall_curve
 from sklearn.neighbors import KNeighborsClassifier
 
-from transfer import metrics
-from transfer.knn import KnnError, knn_class_scores, sample_per_class
-from transfer.protonet import mean_and_ci95
+from transfer.classifiers.weighted_knn import KnnError, knn_class_scores, sample_per_class
+from transfer.stats import metrics
+from transfer.stats.metrics import mean_and_ci95
 
 
 def overlapping_classes(n_train=300, n_test=150, dim=12, classes=4, seed=0):

@@ -1,11 +1,12 @@
-"""transfer/lbfgsb.py against scipy's own L-BFGS-B: same iterations, evaluations and iterates."""
+"""transfer/classifiers/logreg/lbfgsb.py against scipy's own L-BFGS-B: same iterations, evaluations
+and iterates."""
 
 import numpy as np
 import pytest
 import scipy.optimize
 import torch
 
-from transfer import lbfgsb
+from transfer.classifiers.logreg import lbfgsb
 
 FTOL = 64 * np.finfo(float).eps  # what scikit-learn passes
 

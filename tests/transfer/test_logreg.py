@@ -13,7 +13,8 @@ from scipy.special import log_softmax, softmax
 from sklearn.linear_model import LogisticRegression
 
 from benchmarks.logreg_bench import make_realistic_features
-from transfer import logreg, metrics
+from transfer.classifiers import logreg
+from transfer.stats import metrics
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -365,7 +366,7 @@ def _threads_during_a_fit(x, y):
     before and after it (under a limit of 2)."""
     from threadpoolctl import threadpool_info, threadpool_limits
 
-    from transfer.logreg.sklearn_chain import SklearnChain
+    from transfer.classifiers.logreg.sklearn_chain import SklearnChain
 
     def pools():
         return {info["filepath"]: info["num_threads"] for info in threadpool_info()
@@ -394,7 +395,7 @@ def test_sklearn_fits_give_one_thread_to_scipys_own_blas_only(data, monkeypatch)
 
     import scipy
 
-    from transfer.logreg import sklearn_chain
+    from transfer.classifiers.logreg import sklearn_chain
 
     monkeypatch.setattr(sklearn_chain, "THREADED_WORK", 0)  # every fit counts as large
     (x, y) = data["train"]
@@ -410,7 +411,7 @@ def test_small_sklearn_fits_run_every_thread_pool_on_one_thread(data):
     """A fit below THREADED_WORK (this one: n x d x classes ~ 1e5) runs all BLAS and OpenMP on
     one thread: a thread team stalls for a time slice whenever another process holds a core
     (issue 16: the digits grid 21 s alone, 349 s beside one other job)."""
-    from transfer.logreg import sklearn_chain
+    from transfer.classifiers.logreg import sklearn_chain
 
     (x, y) = data["train"]
     assert x.shape[0] * x.shape[1] * np.unique(y).size < sklearn_chain.THREADED_WORK
@@ -453,22 +454,23 @@ def test_torch_grid_scores_val_on_its_device_not_through_the_cpu_model(overlappi
      ((8, 0), "NVIDIA A100-SXM4-80GB", False), ((9, 0), "NVIDIA H200", False),
      ((7, 0), "Tesla V100-SXM2-16GB", False)],
 )
-def test_a_warning_once_on_gpus_whose_float64_is_slow(monkeypatch, capsys, capability, name,
+def test_a_warning_once_on_gpus_whose_float64_is_slow(monkeypatch, caplog, capability, name,
                                                       warns):
-    from transfer.logreg import torch_problem
+    from transfer.classifiers.logreg import torch_solver
 
-    monkeypatch.setattr(torch_problem, "_warned_devices", set())
+    monkeypatch.setattr(torch_solver, "_warned_devices", set())
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
     cuda = torch.device("cuda")
-    assert torch_problem.warn_if_float64_is_slow(cuda, torch.float64) is warns
-    assert torch_problem.warn_if_float64_is_slow(cuda, torch.float64) is False  # once
-    err = capsys.readouterr().err
+    assert torch_solver.warn_if_float64_is_slow(cuda, torch.float64) is warns
+    assert torch_solver.warn_if_float64_is_slow(cuda, torch.float64) is False  # once
+    said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     if warns:
-        assert err.count("\n") == 1 and err.startswith("warning: --solver torch runs ")
-        assert name in err and "float64" in err and "--solver sklearn (CPU) may be faster" in err
+        assert len(said) == 1 and said[0].startswith("--solver torch runs ")
+        assert name in said[0] and "float64" in said[0]
+        assert "--solver sklearn (CPU) may be faster" in said[0]
     else:
-        assert err == ""
+        assert said == []
     # float32 strategies and the CPU never warn
-    assert not torch_problem.warn_if_float64_is_slow(cuda, torch.float32)
-    assert not torch_problem.warn_if_float64_is_slow(torch.device("cpu"), torch.float64)
+    assert not torch_solver.warn_if_float64_is_slow(cuda, torch.float32)
+    assert not torch_solver.warn_if_float64_is_slow(torch.device("cpu"), torch.float64)

@@ -11,7 +11,7 @@ from sklearn.metrics import (
     precision_recall_curve,
 )
 
-from transfer import metrics
+from transfer.stats import metrics
 
 
 def _sklearn_voc11(binary_targets, scores) -> float:

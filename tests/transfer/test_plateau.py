@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from transfer import metrics
-from transfer.plateau import c_plateau, one_val_image, plateau_line
+from transfer.stats import metrics
+from transfer.stats.plateau import c_plateau, one_val_image, plateau_line
 
 
 def test_one_val_image_is_the_largest_change_one_prediction_makes():

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from transfer.protonet import EpisodeError, episode_accuracies, mean_and_ci95, sample_episodes
+from transfer.classifiers.protonet import EpisodeError, episode_accuracies, sample_episodes
+from transfer.stats.metrics import mean_and_ci95
 
 
 @pytest.fixture(scope="module")

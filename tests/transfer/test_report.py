@@ -15,13 +15,15 @@ import pytest
 from PIL import Image
 from scipy import stats
 
-from transfer import bootstrap, comparisons, report
+from transfer import report
 from transfer.report import ReportError
+from transfer.stats import bootstrap, comparisons
 
 PAPER_CSV = report.PAPER_DIR
 MODELS = ["insdis", "pirl", "moco-v2", "byol", "swav"]  # all with a published ImageNet top-1
 LINEAR_SETS = ["aircraft", "dtd", "voc2007"]  # 3 of the paper's 11: no average
-# SPEC section 2, written out here rather than taken from the registry under test.
+# docs/protocols.md, "Datasets and splits", written out here rather than taken from the registry
+# under test.
 MANY_SHOT = ["aircraft", "caltech101", "cars", "cifar10", "cifar100", "dtd", "flowers", "food",
              "pets", "sun397", "voc2007"]
 FINETUNE_SETS = MANY_SHOT  # all 11: the paper's average

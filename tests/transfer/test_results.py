@@ -1,5 +1,5 @@
-"""transfer/results.py: result file names, settings in them, writing, the per-image test outputs
-beside a record, and the record's provenance."""
+"""transfer/records/results.py: result file names, settings in them, writing, the per-image test
+outputs beside a record, and the record's provenance."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ import pytest
 from scipy.special import softmax
 
 from datasets import load_split
-from transfer import metrics, results
 from transfer.atomic import WriteError
+from transfer.records import results
+from transfer.stats import metrics
 
 
 def test_paper_settings_and_other_settings_get_different_files(tmp_path):

@@ -19,7 +19,8 @@ from transfer import sweep
 from transfer.sweep import Cell, SlurmOptions, SweepError, SweepOptions
 from transfer.sweep.local import THREAD_VARIABLES
 
-# SPEC section 2, written out here rather than derived from the registry under test.
+# docs/protocols.md, "Datasets and splits", written out here rather than derived from the registry
+# under test.
 MANY_SHOT = ["aircraft", "caltech101", "cars", "cifar10", "cifar100", "dtd", "flowers", "food",
              "pets", "sun397", "voc2007"]
 CROSS_DOMAIN = ["cropdiseases", "eurosat", "isic", "chestx"]
@@ -148,7 +149,7 @@ def test_expected_outputs_are_the_scripts_result_files(tmp_path):
 
 
 def test_expected_outputs_follow_settings_named_in_the_file_names(tmp_path, capsys):
-    """Options that change the numbers are in the scripts' file names (transfer/results.py):
+    """Options that change the numbers are in the scripts' file names (transfer/records/results.py):
     the sweep expects exactly those files, so it neither reruns nor skips the wrong cells."""
     root = tmp_path / "results"
     options = _options(tmp_path, image_size=32, n_support=(5,),

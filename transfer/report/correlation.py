@@ -13,8 +13,8 @@ import pandas as pd
 from scipy import stats
 
 from models.registry import MODELS
-from transfer.comparisons import correlation_intervals, model_resamples
 from transfer.report.tables import Table
+from transfer.stats.comparisons import correlation_intervals, model_resamples
 
 LOGIT_EPS = 1e-6  # a score of exactly 0 or 100% has no logit; clip it this close
 

@@ -15,7 +15,7 @@ from transfer.errors import TransferError
 SCORE_PROTOCOLS = ("linear", "few_shot", "finetune", "knn")
 DETECTION_MODES = ("frozen", "finetune")
 DETECTION_METRICS = ("AP", "AP50", "AP75")
-# Our column (the paper's CSV name) -> the key the dense scripts write (transfer/dense/).
+# Our column (the paper's CSV name) -> the key the dense scripts write (transfer/protocols/dense/).
 NORMALS_KEYS = {"normals_mean_err": "mean_angle_error", "normals_median_err": "median_angle_error",
                 "normals_within_11.25": "within_11.25", "normals_within_22.5": "within_22.5",
                 "normals_within_30": "within_30"}
@@ -158,7 +158,7 @@ def _nested(record: dict[str, Any], key: str) -> Any:
 
 
 def gather_results(results_dir: str | Path) -> Results:
-    """Read every result JSON under ``results_dir`` (the layout of ``transfer.results``)."""
+    """Read every result JSON under ``results_dir`` (the layout of ``records.results``)."""
     root = Path(results_dir)
     if not root.is_dir():
         raise ReportError(f"{root}: no such results folder (run sweep.py or a protocol script "

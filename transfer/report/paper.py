@@ -1,4 +1,4 @@
-"""The paper's published tables (``transfer/paper/``) and ours set beside them."""
+"""The paper's published tables (``transfer/report/paper_tables/``) and ours set beside them."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pandas as pd
 
 from transfer.report.tables import Table, average_groups, dataset_order
 
-PAPER_DIR = Path(__file__).resolve().parent.parent / "paper"
+PAPER_DIR = Path(__file__).resolve().parent / "paper_tables"
 
 
 def load_paper_tables(paper_dir: str | Path = PAPER_DIR) -> dict[str, pd.DataFrame]:

@@ -2,11 +2,10 @@
 
 Each many-shot record has its test outputs beside it (``<same stem>.npz``: ``targets``,
 ``scores``, ``classes``). For every dataset of a table, the models whose test targets are equal
-are scored on the same bootstrap resamples (``transfer.bootstrap``); ``transfer.comparisons``
-turns those into Holm-corrected paired p-values, the models tied with the best, and rank
-intervals. Records without outputs (older runs) or with other test targets are named in a note,
-never compared.
-"""
+are scored on the same bootstrap resamples (``transfer.stats.bootstrap``);
+``transfer.stats.comparisons`` turns those into Holm-corrected paired p-values, the models tied with
+the best, and rank intervals. Records without outputs (older runs) or with other test targets are
+named in a note, never compared. """
 
 from __future__ import annotations
 
@@ -20,10 +19,10 @@ import numpy as np
 import pandas as pd
 
 from datasets.registry import DATASETS
-from transfer import comparisons
-from transfer.bootstrap import metric_over_resamples, resample_indices
-from transfer.comparisons import ALPHA, LEVEL, Pair
 from transfer.report.tables import Table
+from transfer.stats import comparisons
+from transfer.stats.bootstrap import metric_over_resamples, resample_indices
+from transfer.stats.comparisons import ALPHA, LEVEL, Pair
 
 #: Protocols whose records have per-image test outputs (few-shot scores episodes, not images).
 PAIRED_PROTOCOLS = ("linear", "finetune", "knn")
@@ -42,7 +41,7 @@ def load_outputs(record_path: str | Path) -> tuple[np.ndarray, list[np.ndarray]]
             targets, classes = data["targets"], data["classes"]
             runs = list(data["seed_scores"]) if "seed_scores" in data else [data["scores"]]
     except (KeyError, ValueError, OSError, zipfile.BadZipFile) as error:
-        raise OSError(f"{path.name} is not readable ({error})") from None
+        raise OSError(f"{path.name} is not readable ({error})") from error
     if any(s.ndim != 2 or len(s) != len(targets) or len(classes) != s.shape[1] for s in runs):
         raise OSError(f"{path.name}: scores {runs[0].shape}, targets {targets.shape} and "
                       f"classes {classes.shape} do not fit together")

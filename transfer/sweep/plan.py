@@ -8,30 +8,28 @@ A cell whose results exist is skipped only when their provenance matches what wo
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import shlex
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import ModuleType
 
 from datasets.registry import CROSS_DOMAIN, DATASETS, MANY_SHOT, PAPER_DATASETS
 from models.errors import ModelError
 from models.registry import MODELS, PAPER_MODELS, REPO_ROOT, default_models_dir
 from models.resolve import CUSTOM, FILE, model_label, resolve_model
-from transfer.arguments import backbone_options
 from transfer.errors import TransferError
-from transfer.freshness import Present, rerun_reason
+from transfer.protocols import few_shot, finetune, knn, linear
+from transfer.protocols.arguments import backbone_options
+from transfer.records.freshness import Present, rerun_reason
 
 PROTOCOLS: tuple[str, ...] = ("linear", "few_shot", "finetune", "knn")
-
-
+PROTOCOL_MODULES: dict[str, ModuleType] = {"linear": linear, "few_shot": few_shot,
+                                           "finetune": finetune, "knn": knn}
 SCRIPTS = {"linear": "linear.py", "few_shot": "few_shot.py", "finetune": "finetune.py",
            "knn": "knn.py"}
-
-
 #: Only the feature-based protocols keep a feature cache.
 CACHED_PROTOCOLS = frozenset({"linear", "few_shot", "knn"})
 
@@ -85,7 +83,7 @@ def expand_models(names: Iterable[str], models_dir: str | os.PathLike | None = N
         try:
             ref = resolve_model(name, folder)
         except ModelError as error:
-            raise SweepError(str(error)) from None
+            raise SweepError(str(error)) from error
         return ref.kind not in (CUSTOM, FILE) or ref.path.is_file()
 
     hint = (f"{', '.join(MODEL_SETS)} (shortcuts), {', '.join(MODELS)}, a common-format .pth "
@@ -106,7 +104,7 @@ def expand_protocols(names: Iterable[str]) -> list[str]:
 
 
 def not_applicable(protocol: str, dataset: str) -> str | None:
-    """Why ``protocol`` does not run on ``dataset`` (SPEC sections 2, 4-6), or None if it does."""
+    """Why ``protocol`` does not run on ``dataset`` (docs/protocols.md), or None if it does."""
     spec = DATASETS[dataset]
     if protocol in ("linear", "finetune", "knn") and spec.few_shot_only:
         return "a cross-domain set is few-shot only"
@@ -169,19 +167,10 @@ class Cell:
         return [path for path in self.outputs if not path.is_file()]
 
 
-def _script(protocol: str) -> Any:
-    """The protocol's script as a module (loaded once), to parse a cell's arguments and name
-    its result files exactly as the script will."""
-    if protocol not in _SCRIPT_MODULES:
-        path = REPO_ROOT / SCRIPTS[protocol]
-        spec = importlib.util.spec_from_file_location(f"_sweep_{path.stem}", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        _SCRIPT_MODULES[protocol] = module
-    return _SCRIPT_MODULES[protocol]
-
-
-_SCRIPT_MODULES: dict[str, Any] = {}
+def protocol_module(protocol: str) -> ModuleType:
+    """The protocol's module, whose ``parse_args`` and ``result_files`` its script uses: a cell's
+    arguments are parsed, and its result files named, exactly as the script will."""
+    return PROTOCOL_MODULES[protocol]
 
 
 def _script_arguments(protocol: str, model: str, dataset: str, options: SweepOptions,
@@ -204,10 +193,11 @@ def _cell_arguments(protocol: str, model: str, dataset: str,
                     options: SweepOptions) -> argparse.Namespace:
     """The arguments the script parses from a cell's command (all few-shot shot counts)."""
     try:
-        return _script(protocol).parse_args(_script_arguments(protocol, model, dataset, options))
-    except SystemExit:
+        argv = _script_arguments(protocol, model, dataset, options)
+        return protocol_module(protocol).parse_args(argv)
+    except SystemExit as error:
         raise SweepError(f"{SCRIPTS[protocol]} rejects the arguments of its cells (its message "
-                         f"is above); check --extra {protocol}=...") from None
+                         f"is above); check --extra {protocol}=...") from error
 
 
 def expected_outputs(protocol: str, model: str, dataset: str,
@@ -216,7 +206,8 @@ def expected_outputs(protocol: str, model: str, dataset: str,
     cell's arguments, so options that change the numbers (named in the file) are followed."""
     args = _cell_arguments(protocol, model, dataset, options)
     # the name the script files results under: a timm model's carries its options
-    return tuple(_script(protocol).result_files(args, model_label(model, backbone_options(args))))
+    label = model_label(model, backbone_options(args))
+    return tuple(protocol_module(protocol).result_files(args, label))
 
 
 def build_cell(protocol: str, model: str, dataset: str, options: SweepOptions,

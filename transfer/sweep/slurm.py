@@ -51,7 +51,7 @@ def make_executor(folder: Path, options: SlurmOptions, cluster: str | None = "sl
         executor = submitit.AutoExecutor(folder=str(folder / "%j"), cluster=cluster)
     except RuntimeError as error:  # e.g. no srun on this machine
         raise SweepError(f"--executor slurm: {error} (run sweep.py on a Slurm login node, or "
-                         "use --executor local)") from None
+                         "use --executor local)") from error
     executor.update_parameters(name="ssl-transfer", **options.executor_parameters())
     return executor
 
