@@ -15,6 +15,7 @@ from models.loader import load_backbone
 from tests.fixtures.checkpoints import write_common_format
 from tests.fixtures.dataset_layouts import write_layout
 from transfer.classifiers.protonet import sample_episodes
+from transfer.protocols import few_shot as few_shot_protocol
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +66,8 @@ def test_every_shot_count_gets_a_result_from_one_feature_pass(
 ):
     write_layout(dataset, tmp_path / "data", per_class=5)
     assert run(dataset, models_dir, tmp_path) == 0
-    out = capsys.readouterr().out
-    assert "computed features" in out
+    out, err = capsys.readouterr()
+    assert "computed features" in err  # logged; stdout holds the results
     assert out.count("Test Acc = ") == 2
     for shots in (1, 2):
         record = json.loads(
@@ -94,8 +95,8 @@ def test_rerun_uses_the_cache_and_reproduces_the_episodes(models_dir, tmp_path, 
     run("eurosat", models_dir, tmp_path)
     first = capsys.readouterr().out
     run("eurosat", models_dir, tmp_path)
-    second = capsys.readouterr().out
-    assert "loaded cached features" in second
+    second, log = capsys.readouterr()
+    assert "loaded cached features" in log
     assert [line for line in first.splitlines() if "Test Acc" in line] == [
         line for line in second.splitlines() if "Test Acc" in line
     ]
@@ -166,7 +167,7 @@ def test_impossible_request_and_multilabel_are_clear_errors(models_dir, tmp_path
 def test_defaults_are_the_papers_protocol():
     """docs/protocols.md, "Few-shot": 5-way, 15 queries a class, 600 episodes, seed 0 (5-shot by
     default)."""
-    args = few_shot.parse_args([])
+    args = few_shot_protocol.parse_args([])
     assert (args.n_way, args.n_support, args.n_query, args.iter_num, args.seed) == (
         5, [5], 15, 600, 0)  # fmt: skip
 

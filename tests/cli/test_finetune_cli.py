@@ -73,9 +73,10 @@ def test_bad_input_is_one_clear_error(argv, message, tmp_path, capsys):
 def test_defaults_are_the_papers_protocol():
     """docs/protocols.md, "Finetuning": 5000 steps at batch 64, the 4 x 5 grid searched (no --lr
     or --wd), with augmentation, seed 0; the library's defaults are the same."""
+    from transfer.protocols import finetune as finetune_protocol
     from transfer.protocols.finetune_runs import FinetuneSettings, finetune_grid
 
-    args = load_cli().parse_args([])
+    args = finetune_protocol.parse_args([])
     assert (args.steps, args.batch_size, args.grid_size, args.lr, args.wd, args.no_da,
             args.seed) == (5000, 64, 4, None, None, False, 0)  # fmt: skip
     library = FinetuneSettings(model="m", dataset="d")

@@ -27,6 +27,7 @@ from tests.fixtures.dataset_layouts import write_layout, write_overlapping_image
 from transfer.classifiers.logreg import default_C_grid, fit_logreg, fit_logreg_grid
 from transfer.features.cache import FeatureCache
 from transfer.features.many_shot import FeatureOptions, many_shot_features
+from transfer.protocols import linear as linear_protocol
 from transfer.records import results
 from transfer.records.outputs import read_test_outputs
 from transfer.stats import metrics
@@ -244,7 +245,7 @@ def test_no_seed_option(capsys):
     the fixed seed 0; the fits are deterministic), and the original had no --seed: an option
     that changed nothing would only suggest otherwise."""
     with pytest.raises(SystemExit) as exit_info:
-        linear.parse_args(["--seed", "1"])
+        linear_protocol.parse_args(["--seed", "1"])
     assert exit_info.value.code == 2
     assert "unrecognized arguments: --seed 1" in capsys.readouterr().err
 
@@ -256,7 +257,7 @@ def test_defaults_are_the_papers_protocol():
 
     from transfer.protocols.linear import linear_probe
 
-    args = linear.parse_args([])
+    args = linear_protocol.parse_args([])
     assert args.wd_values == 45 and args.C is None and args.solver == "sklearn"
     assert inspect.signature(linear_probe).parameters["num_wd"].default == 45
     assert inspect.signature(linear_probe).parameters["C"].default is None
@@ -390,7 +391,7 @@ def digits_run(tmp_path_factory):
 
 
 def _result_file(argv):
-    return linear.result_files(linear.parse_args(argv), "random")[0]
+    return linear_protocol.result_files(linear_protocol.parse_args(argv), "random")[0]
 
 
 def test_digits_interval_and_plateau_are_printed_and_recorded(digits_run):

@@ -112,7 +112,7 @@ def test_cell_commands_pass_the_shared_options_through(tmp_path):
 
 
 def test_knn_cells_run_knn_py_on_the_cache_and_skip_cross_domain_sets(tmp_path):
-    import knn
+    from transfer.protocols import knn
 
     options = _options(tmp_path, models_dir="/m", data_root="/d", cache_dir="/c", device="cpu",
                        image_size=32, workers=0, extra={"knn": ("--k", "20", "--tries", "3")})
