@@ -1,10 +1,13 @@
 #!/usr/bin/env python
-"""Turn results/ into the paper's tables, correlations with ImageNet top-1, and plots.
+"""Turn results/ into the paper's tables, correlations with ImageNet top-1, and plots: one
+self-contained page (report/index.html) and the same as Markdown, CSV and PNG files.
 
-    python report.py                      # results/ -> report/ (report.md, tables/, plots/)
+    python report.py                      # results/ -> report/ (index.html, report.md, tables/,
+                                          # plots/)
     python report.py --paper              # the paper's number and the difference beside ours
-    python report.py --results runs/a --out report-a
+    python report.py --results-dir runs/a --out report-a
     python report.py --imagenet-top1 timm:vit_small_patch14_dinov2.lvd142m=81.1
+    python report.py --label timm:vit_small_patch16_224.dino="DINO ViT-S/16"
 """
 
 from __future__ import annotations
@@ -19,13 +22,15 @@ from models.resolve import model_label
 from transfer.arguments import non_negative_int
 from transfer.errors import TransferError
 from transfer.report import DEFAULT_RESAMPLES, ReportError, write_report
+from transfer.report.names import parse_labels
 from transfer.results import default_results_dir
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--results", type=Path, default=None,
+    parser.add_argument("--results-dir", "--results", dest="results_dir", type=Path,
+                        default=None,
                         help="results root (default: $SSL_TRANSFER_RESULTS, else results/)")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "report",
                         help="output folder (default: report/)")
@@ -34,6 +39,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--imagenet-top1", action="append", default=[], metavar="NAME=VALUE",
                         help="ImageNet top-1 (percent) of a model outside the paper's, for the "
                              "correlations (repeatable); NAME as given to --model")
+    parser.add_argument("--label", action="append", default=[], metavar="NAME=TEXT",
+                        help="show a model as TEXT (repeatable); NAME as given to --model, or "
+                             "the name its results are filed under (default: the --model name)")
     parser.add_argument("--bootstrap", type=non_negative_int, default=DEFAULT_RESAMPLES,
                         metavar="N",
                         help="bootstrap resamples (seed 0) for the paired comparisons of models "
@@ -60,11 +68,11 @@ def parse_top1(values: list[str]) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    results = args.results or default_results_dir()
+    results = args.results_dir or default_results_dir()
     try:
         report = write_report(results, args.out, paper=args.paper,
                               extra_top1=parse_top1(args.imagenet_top1),
-                              n_resamples=args.bootstrap)
+                              n_resamples=args.bootstrap, labels=parse_labels(args.label))
     except TransferError as error:
         print(f"report.py: error: {error}", file=sys.stderr)
         return 2
@@ -74,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"warning: {warning}")
     names = ", ".join(t.name for t in [*report.tables, *report.comparisons, report.correlation])
     print(f"tables: {names}")
-    print(f"wrote {len(report.files)} files; open {args.out / 'report.md'}")
+    print(f"wrote {len(report.files)} files; open {report.page} (or {args.out / 'report.md'})")
     return 0
 
 
