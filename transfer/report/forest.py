@@ -12,7 +12,8 @@ from transfer.comparisons import ALPHA
 from transfer.report.plots import FONT, new_figure, shown, wrapped
 from transfer.report.tables import Table
 
-ROW = 0.3  # inches per model: rows of 8 pt labels never touch
+ROW = 0.3  # inches per model: rows of 9 pt labels never touch
+CELL = 0.5  # inches per model of the pairs matrix
 
 
 def forest_order(table: Table, column: str) -> list[str]:
@@ -88,13 +89,14 @@ def pairs_figure(pairs: Table, dataset: str, order: Sequence[str],
     if len(keep) < 2:
         return None
     matrix = matrix.loc[keep, keep]
-    side = 0.42 * len(keep)
-    width = 1.6 + side
-    figure = new_figure(width, 1.1 + side)
-    axes = figure.add_axes((0.1, 0.1, 0.7, 0.8))
+    side = CELL * len(keep)  # cells of a fixed size in inches: "<.001" always fits
+    width, height = side + 1.2, side + 0.6
+    figure = new_figure(width, height)
+    axes = figure.add_axes((0.2 / width, 0.2 / height, side / width, side / height))
+    bar = figure.add_axes(((0.45 + side) / width, 0.2 / height, 0.15 / width, side / height))
     strength = -np.log10(np.clip(matrix.to_numpy(dtype=float), 1e-3, 1.0))
     image = axes.imshow(np.ma.masked_invalid(strength), cmap="Greens", vmin=0.0, vmax=3.0)
-    colorbar = figure.colorbar(image, ax=axes, fraction=0.06, pad=0.04)
+    colorbar = figure.colorbar(image, cax=bar)
     ticks = [0.0, -np.log10(ALPHA), 2.0, 3.0]
     colorbar.set_ticks(ticks, labels=["1", f"{ALPHA:g}", "0.01", "≤0.001"])
     colorbar.ax.tick_params(labelsize=FONT - 1)

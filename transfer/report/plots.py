@@ -29,11 +29,16 @@ FONT = 9  # points: tick labels, annotations; titles are a point larger
 PAD = 0.15  # inches of white around the tight bounding box
 
 
-def new_figure(width: float, height: float):
-    """A figure of the object API (no pyplot: no global state, no GUI backend)."""
+def new_figure(width: float, height: float, layout: str | None = None):
+    """A figure of the object API (no pyplot: no global state, no GUI backend) on an Agg
+    canvas, so that its texts can be measured. ``layout="constrained"`` only where every
+    decoration is short (long names go in a key outside the axes)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    return Figure(figsize=(width, height), dpi=100)
+    figure = Figure(figsize=(width, height), dpi=100, layout=layout)
+    FigureCanvasAgg(figure)
+    return figure
 
 
 def wrapped(text: str, width_inches: float, size: float = FONT + 1) -> str:
@@ -68,6 +73,18 @@ def svg_markup(figure, prefix: str) -> str:
     text = buffer.getvalue()
     text = text[text.index("<svg"):]
     return _SVG_IDS.sub(lambda match: f"{match.group(1)}{prefix}-", text)
+
+
+def packed(entries: list[str], width_inches: float, size: float = FONT) -> str:
+    """``entries`` on lines about ``width_inches`` wide, never breaking one entry."""
+    chars = max(20, int(width_inches * 72 / (0.6 * size)))
+    lines: list[str] = []
+    for entry in entries:
+        if lines and len(lines[-1]) + 4 + len(entry) <= chars:
+            lines[-1] += "    " + entry
+        else:
+            lines.append(entry)
+    return "\n".join(lines)
 
 
 def shown(names: Mapping[str, str] | None, model: str) -> str:
@@ -129,9 +146,10 @@ def correlation_figure(table: Table, top1: Mapping[str, float],
         return None
     ncols = min(3, len(columns))
     nrows = -(-len(columns) // ncols)
-    figure = new_figure(3.6 * ncols, 3.0 * nrows)
-    figure.subplots_adjust(wspace=0.45, hspace=0.7)
     width = 3.6 * ncols
+    # constrained layout keeps titles, tick and axis labels (all short) apart; the model names
+    # are in the key below the figure, outside the layout, inside the tight box
+    figure = new_figure(width, 3.0 * nrows, layout="constrained")
     figure.suptitle(wrapped(f"{table.title}: transfer vs ImageNet top-1", width), fontsize=FONT + 2)
     models_shown: list[str] = []
     for i, column in enumerate(columns):
@@ -161,8 +179,8 @@ def correlation_figure(table: Table, top1: Mapping[str, float],
         axes.set_xlabel("ImageNet top-1 (%)", fontsize=FONT)
         axes.set_ylabel(f"{column} (%)", fontsize=FONT)
         axes.tick_params(labelsize=FONT - 1)
-    key = "   ".join(f"{i + 1} {shown(names, m)}" for i, m in enumerate(models_shown))
-    figure.text(0.5, 0.0, wrapped(key, width, FONT), ha="center", va="top", fontsize=FONT)
+    key = packed([f"{i + 1} {shown(names, m)}" for i, m in enumerate(models_shown)], width)
+    figure.text(0.02, -0.02, key, ha="left", va="top", fontsize=FONT)
     return figure
 
 
@@ -199,7 +217,8 @@ def heatmap_figure(table: Table, names: Mapping[str, str] | None = None):
             if data.mask is np.ma.nomask or not data.mask[i, j]:
                 axes.text(j, i, f"{data[i, j]:.1f}", ha="center", va="center", fontsize=FONT - 1,
                           color="black" if data[i, j] > middle else "white")
-    axes.set_title(wrapped(table.title, width), fontsize=FONT + 1)
+    # clear of the colour bar's top tick label, which stands above the bar
+    axes.set_title(wrapped(table.title, width), fontsize=FONT + 1, pad=FONT + 6)
     return figure
 
 
