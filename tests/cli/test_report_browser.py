@@ -2,7 +2,7 @@
 linear and kNN), report.py, then headless Chromium (Debian's, driven by playwright) loads
 index.html. The page loads with no console error and no request leaving the file, the full-page
 screenshot is not blank, nothing overflows the page, the tables' numbers in the DOM equal the
-records', and a cell's provenance opens on a click.
+records', and a cell's provenance opens on a click, whole and on top.
 
 Skipped, with the reason, where Debian's chromium or playwright is missing (CI installs both:
 ``apt-get install chromium``, ``pip install -r requirements-dev.txt``). Never ``playwright
@@ -152,6 +152,13 @@ def test_a_cells_provenance_opens_on_a_click(browser_page, reported):
     assert not body.is_visible()
     cell.locator("summary").click()
     assert body.is_visible()
+    # wholly in the window and on top at its corners: no scroll box or table cuts it off
+    inside = body.evaluate("""b => { const r = b.getBoundingClientRect();
+        const corners = [[r.left + 2, r.top + 2], [r.right - 2, r.top + 2],
+                         [r.left + 2, r.bottom - 2], [r.right - 2, r.bottom - 2]];
+        return r.left >= 0 && r.top >= 0 && r.right <= innerWidth && r.bottom <= innerHeight
+            && corners.every(([x, y]) => b.contains(document.elementFromPoint(x, y))); }""")
+    assert inside
     model = cell.evaluate("td => td.closest('tr').dataset.model")
     record = records["knn", model]
     text = body.inner_text()
