@@ -4,7 +4,8 @@ or inline SVG, legible at any model count and name length.
 Every figure is saved with matplotlib's tight bounding box (``bbox_inches="tight"``): the saved
 canvas grows to hold every title, tick label and key, however long, so nothing is ever cut at an
 edge. Constrained layout is not used: with long names it shrinks axes to nothing and warns
-instead. Titles are wrapped to the figure's width; sizes grow with the number of models.
+instead, and it is slow. Titles are wrapped to the figure's width; sizes grow with the number
+of models.
 """
 
 from __future__ import annotations
@@ -27,16 +28,16 @@ log = logging.getLogger(__name__)
 
 FONT = 9  # points: tick labels, annotations; titles are a point larger
 PAD = 0.15  # inches of white around the tight bounding box
+PANEL = (3.6, 3.0)  # inches per column of a correlation figure
 
 
-def new_figure(width: float, height: float, layout: str | None = None):
+def new_figure(width: float, height: float):
     """A figure of the object API (no pyplot: no global state, no GUI backend) on an Agg
-    canvas, so that its texts can be measured. ``layout="constrained"`` only where every
-    decoration is short (long names go in a key outside the axes)."""
+    canvas, so that its texts can be measured. Axes are placed in inches by each plot."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(width, height), dpi=100, layout=layout)
+    figure = Figure(figsize=(width, height), dpi=100)
     FigureCanvasAgg(figure)
     return figure
 
@@ -146,14 +147,21 @@ def correlation_figure(table: Table, top1: Mapping[str, float],
         return None
     ncols = min(3, len(columns))
     nrows = -(-len(columns) // ncols)
-    width = 3.6 * ncols
-    # constrained layout keeps titles, tick and axis labels (all short) apart; the model names
-    # are in the key below the figure, outside the layout, inside the tight box
-    figure = new_figure(width, 3.0 * nrows, layout="constrained")
-    figure.suptitle(wrapped(f"{table.title}: transfer vs ImageNet top-1", width), fontsize=FONT + 2)
+    # A fixed grid in inches (constrained layout would redo this at every draw, slowly): each
+    # panel 3.6 x 3.0 in with room for its tick labels, axis labels and a two-line title; the
+    # figure's title above; the model names in a key below, inside the tight box.
+    width, top = PANEL[0] * ncols, 0.5
+    height = PANEL[1] * nrows + top
+    figure = new_figure(width, height)
+    figure.text(0.5, 1 - 0.15 / height, wrapped(f"{table.title}: transfer vs ImageNet top-1",
+                                                width), ha="center", va="top",
+                fontsize=FONT + 2)
     models_shown: list[str] = []
     for i, column in enumerate(columns):
-        axes = figure.add_subplot(nrows, ncols, i + 1)
+        row, col = divmod(i, ncols)
+        left, bottom = col * PANEL[0] + 0.75, (nrows - 1 - row) * PANEL[1] + 0.6
+        axes = figure.add_axes((left / width, bottom / height, (PANEL[0] - 1.0) / width,
+                                (PANEL[1] - 1.25) / height))
         scores = column_scores(table, column)
         models = [m for m in scores if m in top1]
         models_shown += [m for m in models if m not in models_shown]
@@ -163,7 +171,7 @@ def correlation_figure(table: Table, top1: Mapping[str, float],
         for m in models:
             axes.annotate(str(models_shown.index(m) + 1), (x[m], scores[m]), fontsize=FONT - 1,
                           xytext=(3, 3), textcoords="offset points")
-        result = correlate(top1, scores, n_resamples, seed)
+        result = correlate(top1, scores)  # r and rho; their intervals are the table's
         if result.n_models >= 3 and np.ptp(list(x.values())) > 0:
             grid = np.linspace(min(x.values()), max(x.values()), 50)
             fitted, low, high = fit_band(np.array(list(x.values())),
@@ -180,7 +188,7 @@ def correlation_figure(table: Table, top1: Mapping[str, float],
         axes.set_ylabel(f"{column} (%)", fontsize=FONT)
         axes.tick_params(labelsize=FONT - 1)
     key = packed([f"{i + 1} {shown(names, m)}" for i, m in enumerate(models_shown)], width)
-    figure.text(0.02, -0.02, key, ha="left", va="top", fontsize=FONT)
+    figure.text(0.02, 0.0, key, ha="left", va="top", fontsize=FONT)
     return figure
 
 
