@@ -29,9 +29,11 @@ def test_report_writes_tables_plots_and_the_paper_beside_ours(tmp_path, capsys):
                       "metric": "accuracy", "score": score, "ci": [score - 1.0, score + 0.5]}
             (results / "linear" / f"{model}__{dataset}.json").write_text(json.dumps(record))
     out = tmp_path / "report"
-    assert report_script.main(["--results", str(results), "--out", str(out), "--paper"]) == 0
+    assert report_script.main(["--results-dir", str(results), "--out", str(out), "--paper"]) == 0
     printed = capsys.readouterr().out
     assert "tables: linear, linear_vs_paper, correlation" in printed
+    assert f"open {out / 'index.html'} (or {out / 'report.md'})" in printed
+    assert (out / "index.html").is_file()
     with open(PAPER_DIR / "linear.csv") as handle:
         paper = {row["model"]: float(row["pets"]) for row in csv.DictReader(handle)}
     with open(out / "tables" / "linear_vs_paper.csv") as handle:
@@ -54,6 +56,49 @@ def test_report_errors_name_the_folder(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"report.py: error: {missing}: no such results folder" in err
     assert not Path(tmp_path / "r").exists()
+
+
+def _linear_record(results: Path, model: str, score: float, given: str | None = None) -> None:
+    record = {"protocol": "linear", "model": model, "dataset": "dtd", "score": score}
+    if given:
+        record["arguments"] = {"model": given}
+    (results / "linear").mkdir(parents=True, exist_ok=True)
+    (results / "linear" / f"{model}__dtd.json").write_text(json.dumps(record))
+
+
+def test_results_dir_from_the_environment_and_the_old_flag(tmp_path, capsys, monkeypatch):
+    """--results-dir as in every script; $SSL_TRANSFER_RESULTS without it; --results stays."""
+    for name in ("env", "old"):
+        _linear_record(tmp_path / name, f"model-{name}", 50.0)
+    monkeypatch.setenv("SSL_TRANSFER_RESULTS", str(tmp_path / "env"))
+    assert report_script.main(["--out", str(tmp_path / "a"), "--bootstrap", "0"]) == 0
+    assert "model-env" in (tmp_path / "a" / "tables" / "linear.md").read_text()
+    assert report_script.main(["--results", str(tmp_path / "old"), "--out", str(tmp_path / "b"),
+                               "--bootstrap", "0"]) == 0
+    assert "model-old" in (tmp_path / "b" / "tables" / "linear.md").read_text()
+    capsys.readouterr()
+
+
+def test_labels_name_models_and_bad_ones_are_one_line_errors(tmp_path, capsys):
+    results = tmp_path / "results"
+    _linear_record(results, "timm-test_vit+random-init", 60.0, given="timm:test_vit")
+    _linear_record(results, "byol", 70.0)
+    out = tmp_path / "r"
+    assert report_script.main(["--results-dir", str(results), "--out", str(out), "--bootstrap",
+                               "0", "--label", "byol=BYOL (ours)"]) == 0
+    table = (out / "tables" / "linear.md").read_text()
+    assert "| BYOL (ours) | 70.00 |" in table and "| timm:test_vit | 60.00 |" in table
+    assert "timm-test_vit+random-init" in (out / "tables" / "linear.csv").read_text()
+    capsys.readouterr()
+    for label, message in (("nope=X", "--label nope=X: no model 'nope' in the results"),
+                           ("byol", "--label 'byol': expected NAME=TEXT"),
+                           ("byol=timm:test_vit", "would both be shown as 'timm:test_vit'")):
+        fresh = tmp_path / f"fresh-{len(message)}"
+        assert report_script.main(["--results-dir", str(results), "--out", str(fresh),
+                                   "--label", label]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("report.py: error: ") and message in err
+        assert len(err.strip().splitlines()) == 1 and not fresh.exists()
 
 
 def test_report_prints_a_warning_for_mixed_code_versions(tmp_path, capsys):

@@ -5,7 +5,9 @@
 ``compare_with_paper`` sets them beside the published numbers (``paper``); ``correlation_table``
 correlates each column with ImageNet top-1 on logit-transformed scores, as the paper does
 (``correlation``); ``write_report`` writes everything as Markdown, CSV and PNG (``write``,
-``plots``).
+``plots``) and as one self-contained HTML page (``page``, with the per-dataset forest plots and
+pair matrices of ``forest``); models are shown by their ``--model`` name or ``--label``
+(``names``).
 """
 
 from transfer.report.correlation import (

@@ -82,12 +82,18 @@ _SHOWN = ["n_models", "pearson_r", "pearson_p", "spearman_rho", "spearman_p"]
 
 def correlation_table(tables: Iterable[Table], top1: Mapping[str, float], n_resamples: int = 0,
                       seed: int = 0) -> Table:
-    """One row per (table, column) of scores: how well ImageNet top-1 predicts it, with
-    bootstrap intervals over models for r and rho when ``n_resamples`` > 0."""
+    """One row per (table, column) of scores that has a model with an ImageNet top-1: how well
+    top-1 predicts it, with bootstrap intervals over models for r and rho when ``n_resamples``
+    > 0. Columns without such a model are named in a note, not shown as a row of dashes."""
     rows = []
+    empty = []
     for table in tables:
         for column in table.percent_columns:
-            result = correlate(top1, column_scores(table, column), n_resamples, seed)
+            scores = column_scores(table, column)
+            if not any(m in top1 for m in scores):
+                empty.append(f"{table.name} / {column}")  # nothing to correlate: no row
+                continue
+            result = correlate(top1, scores, n_resamples, seed)
             rows.append({"table": table.name, "column": column, **result.__dict__})
     values = pd.DataFrame(rows, columns=["table", "column", *Correlation.__dataclass_fields__])
     values.index = [f"{t} / {c}" for t, c in zip(values["table"], values["column"], strict=True)]
@@ -96,7 +102,10 @@ def correlation_table(tables: Iterable[Table], top1: Mapping[str, float], n_resa
     high = pd.DataFrame({"pearson_r": values["pearson_high"],
                          "spearman_rho": values["spearman_high"]})
     notes = []
-    if n_resamples > 0:
+    if empty:
+        notes.append(f"left out, no model with an ImageNet top-1: {', '.join(empty)} (the "
+                     "paper's models have one; give others with --imagenet-top1 NAME=VALUE)")
+    if n_resamples > 0 and rows:
         notes.append(f"[low, high]: 95% percentile interval over {n_resamples} resampled sets of "
                      "models (drawn with replacement)")
     return Table("correlation", "Correlation with ImageNet top-1 (logit-transformed scores)",

@@ -35,14 +35,15 @@ class Results:
     dense: pd.DataFrame
     files: int = 0
     problems: list[str] = field(default_factory=list)
-    #: table name -> one row per record (model, dataset: the part it fills, version, splits),
-    #: for the tables whose rows are not score records (detection, dense)
+    #: table name -> one row per record (model, dataset: the part it fills, file, version,
+    #: splits, given, provenance), for the tables whose rows are not score records (detection,
+    #: dense)
     provenance: dict[str, pd.DataFrame] = field(default_factory=dict)
 
 
 _SCORE_COLUMNS = ["protocol", "model", "dataset", "metric", "score", "ci95", "ci_low", "ci_high",
                   "n_way", "n_support", "ece", "ece_scaled", "file", "canonical", "created",
-                  "version", "splits"]
+                  "version", "splits", "given", "provenance"]
 
 
 def _read_records(folder: Path, problems: list[str]) -> list[tuple[Path, dict[str, Any]]]:
@@ -91,7 +92,8 @@ def _score_row(protocol: str, path: Path, record: dict[str, Any],
             "n_support": record.get("n_support"), "ece": _number(record.get("ece")),
             "ece_scaled": _number(scaled), "file": str(path),
             "canonical": path.stem == f"{record['model']}__{record['dataset']}",
-            "created": str(record.get("created", "")), **provenance_summary(record)}
+            "created": str(record.get("created", "")), **provenance_summary(record),
+            **origin_fields(record)}
 
 
 def _interval(value: Any) -> tuple[float, float]:
@@ -114,6 +116,24 @@ def provenance_summary(record: dict[str, Any]) -> dict[str, Any]:
     version = f"{commit}{'+dirty' if code.get('dirty') else ''}"
     splits = provenance.get("splits")
     return {"version": version, "splits": dict(splits) if isinstance(splits, dict) else None}
+
+
+def given_name(record: dict[str, Any]) -> str:
+    """The model as the user named it to the script (``--model``: ``timm:test_vit`` for the
+    record filed as ``timm-test_vit+random-init``), else the name it is filed under."""
+    provenance = record.get("provenance")
+    for source in (provenance.get("options") if isinstance(provenance, dict) else None,
+                   record.get("arguments")):
+        if isinstance(source, dict) and isinstance(source.get("model"), str) and source["model"]:
+            return source["model"]
+    return record["model"]
+
+
+def origin_fields(record: dict[str, Any]) -> dict[str, Any]:
+    """``given``: :func:`given_name`; ``provenance``: the record's provenance block or None."""
+    provenance = record.get("provenance")
+    return {"given": given_name(record),
+            "provenance": provenance if isinstance(provenance, dict) else None}
 
 
 def _counted(groups: dict[str, list[str]]) -> str:
@@ -162,7 +182,7 @@ def gather_results(results_dir: str | Path) -> Results:
     root = Path(results_dir)
     if not root.is_dir():
         raise ReportError(f"{root}: no such results folder (run sweep.py or a protocol script "
-                          "first, or pass --results)")
+                          "first, or pass --results-dir)")
     problems: list[str] = []
     files = 0
     rows = []
@@ -188,7 +208,8 @@ def gather_results(results_dir: str | Path) -> Results:
         detection_rows.append({"model": record["model"], "mode": mode,
                                **{m: _number(record.get(m)) for m in DETECTION_METRICS}})
         origins["detection"].append({"model": record["model"], "dataset": f"voc2007 {mode}",
-                                     **provenance_summary(record)})
+                                     "file": str(path), **provenance_summary(record),
+                                     **origin_fields(record)})
     detection = pd.DataFrame(detection_rows, columns=["model", "mode", *DETECTION_METRICS])
 
     dense: dict[str, dict[str, float]] = {}
@@ -201,13 +222,14 @@ def gather_results(results_dir: str | Path) -> Results:
                 continue
             dense.setdefault(record["model"], {}).update(values)
             origins["dense"].append({"model": record["model"], "dataset": task,
-                                     **provenance_summary(record)})
+                                     "file": str(path), **provenance_summary(record),
+                                     **origin_fields(record)})
     dense_frame = pd.DataFrame.from_dict(dense, orient="index")
     dense_frame.index.name = "model"
     if files == 0:
         protocols = ", ".join((*SCORE_PROTOCOLS, "detection", "normals", "segmentation"))
         raise ReportError(f"{root}: no result files (expected <protocol>/*.json for protocols "
                           f"{protocols})")
-    provenance = {name: pd.DataFrame(rows, columns=["model", "dataset", "version", "splits"])
-                  for name, rows in origins.items()}
+    columns = ["model", "dataset", "file", "version", "splits", "given", "provenance"]
+    provenance = {name: pd.DataFrame(rows, columns=columns) for name, rows in origins.items()}
     return Results(scores, detection, dense_frame, files, problems, provenance)

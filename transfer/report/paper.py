@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -29,11 +30,13 @@ def load_paper_tables(paper_dir: str | Path = PAPER_DIR) -> dict[str, pd.DataFra
             "dense": read("dense.csv"), "calibration": read("calibration.csv")}
 
 
-def compare_with_paper(table: Table, paper: pd.DataFrame) -> Table | None:
-    """Ours (with our interval), the paper's, ours minus the paper's, and whether the paper's
-    number lies in our interval, for every cell both have. An average column of ours is compared
-    only when it covers the paper's full dataset list: a mean over part of the datasets is never
-    set against the paper's mean over all of them."""
+def paper_cells(table: Table, paper: pd.DataFrame) -> tuple[list[dict[str, Any]], list[str]]:
+    """Every cell of ``table`` that the paper has too: model, column, ours, our interval (low,
+    high), the paper's number, ours minus the paper's, and whether the paper's number lies in
+    our interval (``yes``/``no``; ``-`` without one). An average column of ours counts only when
+    it covers the paper's full dataset list: a mean over part of the datasets is never set
+    against the paper's mean over all of them. Returns the cells and notes on what was not
+    compared."""
     rows = []
     notes = []
     groups = average_groups(table.name)
@@ -58,6 +61,13 @@ def compare_with_paper(table: Table, paper: pd.DataFrame) -> Table | None:
                 rows.append({"model": model, "column": column, "ours": float(ours),
                              "low": low, "high": high, "paper": float(theirs),
                              "difference": float(ours - theirs), "paper_in_our_interval": inside})
+    return rows, notes
+
+
+def compare_with_paper(table: Table, paper: pd.DataFrame) -> Table | None:
+    """Ours (with our interval), the paper's, ours minus the paper's, and whether the paper's
+    number lies in our interval, for every cell both have (``paper_cells``)."""
+    rows, notes = paper_cells(table, paper)
     if not rows:
         return None
     values = pd.DataFrame(rows)

@@ -194,7 +194,7 @@ def pairs_table(table: Table, compared: Mapping[str, DatasetComparison]) -> Tabl
     values.index.name = "pair"
     return Table(f"{table.name}_pairs", f"{table.title}: paired comparisons",
                  values[["difference", "p", "p_holm", "significant"]],
-                 decimals={"p": 4, "p_holm": 4},
+                 decimals={"p": 4, "p_holm": 4}, keys=values[["dataset", "model_a", "model_b"]],
                  notes=[f"paired bootstrap over the same test images; p_holm corrected over "
                         f"the pairs of each dataset; significant: p_holm < {ALPHA}; p = 0: no "
                         "resample crossed a zero difference (p < 1 / resamples)"])

@@ -64,6 +64,10 @@ class Table:
     rank: pd.DataFrame | None = None  # columns: rank, low, high (1 = best)
     rank_title: str = "rank [95%]"
     interval_style: str = "pm"  # "pm": value ± half-width; "range": value [low, high]
+    #: per row, the parts its index joins (e.g. dataset, model_a, model_b of a pairs table)
+    keys: pd.DataFrame | None = None
+    #: the gathered records behind the cells (model, dataset, file, provenance, ...), if any
+    records: pd.DataFrame | None = None
 
     def interval(self, row: Any, column: str) -> tuple[float, float] | None:
         """The cell's interval (low, high), or None where it has none."""
@@ -93,24 +97,33 @@ class Table:
                 frame[name] = self.rank[key].reindex(frame.index)
         return frame
 
-    def cell(self, row: Any, column: str) -> str:
+    def parts(self, row: Any, column: str) -> tuple[str, str]:
+        """The cell's value and its interval as text (``"85.43"``, ``"± 2.60"``); ``"-"`` and
+        ``""`` for a missing value, ``""`` for a cell without an interval."""
         value = self.values.at[row, column]
         if pd.isna(value):
-            return "-"
+            return "-", ""
         if isinstance(value, str):
-            return value
+            return value, ""
         digits = self.decimals.get(column, 2)
-        text = f"{value:.{digits}f}"
-        if (interval := self.interval(row, column)) is not None:
-            low, high = interval
+        interval = ""
+        if (bounds := self.interval(row, column)) is not None:
+            low, high = bounds
             if self.interval_style == "range":
-                text += f" [{low:.{digits}f}, {high:.{digits}f}]"
+                interval = f"[{low:.{digits}f}, {high:.{digits}f}]"
             else:
-                text += f" ± {(high - low) / 2:.{digits}f}"
-        if (self.tied is not None and column in self.tied.columns and row in self.tied.index
-                and bool(self.tied.at[row, column])):
-            text = f"**{text}**"
-        return text
+                interval = f"± {(high - low) / 2:.{digits}f}"
+        return f"{value:.{digits}f}", interval
+
+    def is_tied(self, row: Any, column: str) -> bool:
+        """Whether the cell's model is the column's best or not significantly worse."""
+        return (self.tied is not None and column in self.tied.columns
+                and row in self.tied.index and bool(self.tied.at[row, column]))
+
+    def cell(self, row: Any, column: str) -> str:
+        value, interval = self.parts(row, column)
+        text = f"{value} {interval}" if interval else value
+        return f"**{text}**" if self.is_tied(row, column) else text
 
     def rank_cell(self, row: Any) -> str:
         if self.rank is None or row not in self.rank.index or pd.isna(self.rank.at[row, "rank"]):
@@ -118,7 +131,9 @@ class Table:
         rank, low, high = (self.rank.at[row, key] for key in ("rank", "low", "high"))
         return f"{rank:g} [{low:g}–{high:g}]"
 
-    def markdown(self) -> str:
+    def markdown(self, names: Mapping[str, str] | None = None) -> str:
+        """The table in Markdown, each row named by ``names`` (display names) where given."""
+        names = names or {}
         index_name = self.values.index.name or ""
         columns = [*map(str, self.values.columns)]
         if self.rank is not None:
@@ -126,7 +141,7 @@ class Table:
         lines = ["| " + " | ".join([index_name, *columns]) + " |",
                  "|" + "|".join([" --- "] + [" ---: "] * len(columns)) + "|"]
         for row in self.values.index:
-            cells = [str(row), *(self.cell(row, c) for c in self.values.columns)]
+            cells = [str(names.get(row, row)), *(self.cell(row, c) for c in self.values.columns)]
             if self.rank is not None:
                 cells.append(self.rank_cell(row))
             lines.append("| " + " | ".join(cells) + " |")
@@ -199,7 +214,8 @@ def _score_table(name: str, title: str, rows: pd.DataFrame) -> Table:
     values, averaged, notes = add_averages(values, average_groups(name))
     return Table(name, title, values, low, high,
                  percent_columns={c: 1.0 for c in values.columns}, heatmap=True,
-                 averaged=averaged, notes=notes, warnings=provenance_warnings(rows, name))
+                 averaged=averaged, notes=notes, warnings=provenance_warnings(rows, name),
+                 records=rows)
 
 
 def score_tables(scores: pd.DataFrame) -> list[Table]:
@@ -289,5 +305,6 @@ def build_tables(results: Results) -> list[Table]:
         if table is not None:
             if (origins := results.provenance.get(table.name)) is not None:
                 table.warnings = provenance_warnings(origins, table.name)
+                table.records = origins
             tables.append(table)
     return tables
