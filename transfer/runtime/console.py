@@ -85,5 +85,7 @@ def progress(iterable: Iterable | None = None, *, total: int | None = None, desc
                                "disable": not enabled, "leave": leave}
     stream = sys.stderr
     if not (hasattr(stream, "isatty") and stream.isatty()):
-        options.update(file=_LineFile(stream), mininterval=LOG_INTERVAL_S, ascii=True, ncols=100)
+        # maxinterval too: tqdm's monitor thread would otherwise force a line every 10 s
+        options.update(file=_LineFile(stream), mininterval=LOG_INTERVAL_S,
+                       maxinterval=LOG_INTERVAL_S, ascii=True, ncols=100)
     return tqdm(iterable, **options)
