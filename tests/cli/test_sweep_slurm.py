@@ -36,7 +36,7 @@ SMALL_JOBS = ["--slurm-gpus", "0", "--slurm-cpus", "1", "--slurm-mem-gb", "2",
 # differ between any two runs of the same cell: when and how long, on what, where its files went
 # and whether a feature cache entry was there already
 RUN_FIELDS = {"timings", "created", "device", "features_cached", "results_dir", "cache_dir",
-              "seconds"}
+              "seconds", "train_seconds", "images_per_s", "resumed_from_step"}
 
 
 @pytest.fixture(scope="module")
@@ -284,6 +284,10 @@ def test_a_requeued_finetune_cell_resumes_and_ends_as_an_uninterrupted_run(
     assert _show_job(slurm_cluster, job_id)["Restarts"] == "1"
     log = (results / "sweep_logs" / "submitit" / job_id / f"{job_id}_0_log.out").read_text()
     assert re.search(r"resuming from step (4|8) of 12", log)
+    (record,) = results.glob("finetune/*.json")
+    assert json.loads(record.read_text())["resumed_from_step"] in (4, 8)
+    assert json.loads((tmp_path / "local" / record.relative_to(results)).read_text())[
+        "resumed_from_step"] == 0
     local_records, slurm_records = _records(tmp_path / "local"), _records(results)
     assert sorted(slurm_records) == sorted(local_records) and len(local_records) == 1
     for name, record in local_records.items():
