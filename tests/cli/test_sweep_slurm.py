@@ -282,8 +282,9 @@ def test_a_requeued_finetune_cell_resumes_and_ends_as_an_uninterrupted_run(
     out = (tmp_path / "sweep.out").read_text()
     assert "FAILED" not in out and "jobs: 0 pending, 0 running, 1 done, 0 failed" in out
     assert _show_job(slurm_cluster, job_id)["Restarts"] == "1"
-    log = (results / "sweep_logs" / "submitit" / job_id / f"{job_id}_0_log.out").read_text()
-    assert re.search(r"resuming from step (4|8) of 12", log)
+    logs = "".join((results / "sweep_logs" / "submitit" / job_id / f"{job_id}_0_log.{kind}"
+                    ).read_text() for kind in ("out", "err"))
+    assert re.search(r"resuming from step (4|8) of 12", logs)
     (record,) = results.glob("finetune/*.json")
     assert json.loads(record.read_text())["resumed_from_step"] in (4, 8)
     assert json.loads((tmp_path / "local" / record.relative_to(results)).read_text())[
