@@ -4,6 +4,8 @@
     python sweep.py --models random --datasets digits --protocols linear few_shot
     python sweep.py --models paper --datasets all --protocols all --executor slurm --wait
 
+On a cluster: docs/cluster.md.
+
 ``python sweep.py --help`` lists the shortcuts and options (transfer/sweep/options.py).
 """
 
@@ -13,8 +15,9 @@ import shlex
 import sys
 
 from transfer.errors import TransferError
-from transfer.sweep import Outcome, make_executor, plan_grid, run_local, submit_cells
+from transfer.sweep import Outcome, plan_grid, run_local, run_on_slurm
 from transfer.sweep import options as cli
+from transfer.sweep.local import terminate_as_interrupt
 from transfer.sweep.plan import expand_datasets, expand_models, expand_protocols
 from transfer.sweep.summary import summary_table
 
@@ -22,6 +25,8 @@ from transfer.sweep.summary import summary_table
 def main(argv: list[str] | None = None) -> int:
     args = cli.parse_args(argv)
     try:
+        if args.executor == "slurm":  # impossible job sizes fail before any planning
+            cli.slurm_options(args).check()
         plan = plan_grid(expand_models(args.models, args.models_dir),
                          expand_datasets(args.datasets), expand_protocols(args.protocols),
                          cli.sweep_options(args), force=args.force)
@@ -45,23 +50,26 @@ def main(argv: list[str] | None = None) -> int:
             ran = run_local(plan.to_run, args.jobs, cli.log_dir_of(args),
                             progress=not args.no_progress)
         else:
-            executor = make_executor(cli.log_dir_of(args) / "submitit", cli.slurm_options(args))
-            ran = submit_cells(plan.to_run, executor, wait=args.wait)
-            for outcome in ran:
-                if outcome.status == "submitted":
-                    print(f"submitted {outcome.cell.name}: job {outcome.job_id}")
+            with terminate_as_interrupt():  # SIGTERM / SIGHUP: the message below, then exit
+                ran = run_on_slurm(plan.to_run, cli.slurm_options(args), cli.log_dir_of(args),
+                                   wait=args.wait, say=lambda line: print(line, flush=True))
     except TransferError as error:
         print(f"sweep.py: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\ninterrupted: finished cells are kept; rerun the same command to go on",
-              file=sys.stderr)
+        if args.executor == "slurm":
+            print("\ninterrupted: the submitted jobs go on; rerun the same command with --wait "
+                  "to collect them (none is submitted twice)", file=sys.stderr)
+        else:
+            print("\ninterrupted: finished cells are kept; rerun the same command to go on",
+                  file=sys.stderr)
         return 130
     outcomes = ran + [Outcome(cell, "skipped") for cell in plan.done]
     print(summary_table(outcomes))
-    if any(o.status == "submitted" for o in outcomes):
-        print("rerun this command once the jobs end: finished cells are skipped, failed ones "
-              "resubmitted; then python report.py")
+    if any(o.status in ("pending", "running") for o in outcomes):
+        print("the jobs go on without this command: rerun it with --wait to wait for them "
+              "(finished cells are skipped, queued ones collected, failed ones resubmitted); "
+              "then python report.py")
     return 1 if any(o.status in ("failed", "not run") for o in outcomes) else 0
 
 

@@ -1,7 +1,8 @@
 """Tests never download: huggingface_hub (and so timm) stays offline in every test and in the
 scripts the tests start (they inherit the environment). Tests marked ``gpu`` run only where CUDA
 is available (``pytest -m gpu``, or ``benchmarks/gpu_check.py``); elsewhere they are reported as
-skipped."""
+skipped. Tests marked ``slurm`` run against a real one-node cluster (the ``slurm_cluster`` fixture,
+``python -m pytest -m slurm``)."""
 
 import os
 
@@ -9,6 +10,8 @@ import pytest
 import torch
 
 os.environ["HF_HUB_OFFLINE"] = "1"
+
+pytest_plugins = ["tests.fixtures.slurm_cluster"]
 
 
 def pytest_collection_modifyitems(config, items) -> None:

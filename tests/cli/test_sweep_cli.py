@@ -85,11 +85,23 @@ def test_dry_run_lists_commands_and_runs_nothing(tmp_path, capsys):
     assert not (tmp_path / "results").exists()
 
 
-def test_bad_options_exit_2_with_the_reason(tmp_path, capsys):
+def test_bad_options_exit_2_with_the_reason(tmp_path, capsys, monkeypatch):
     assert sweep_script.main(["--models", "random", "--datasets", "imagenet", "--protocols",
                               "linear", "--results-dir", str(tmp_path)]) == 2
     assert "sweep.py: error: unknown dataset 'imagenet'" in capsys.readouterr().err
-    if shutil.which("srun") is None:
+    assert sweep_script.main(["--models", "random", "--datasets", "dtd", "--protocols",
+                              "linear", "--results-dir", str(tmp_path), "--executor", "slurm",
+                              "--slurm-time", "0"]) == 2
+    assert "sweep.py: error: --slurm-time 0: expected at least 1 (minutes)" in (
+        capsys.readouterr().err)
+    if shutil.which("srun") is not None:  # a Slurm client, but SLURM_CONF names no file
+        monkeypatch.setenv("SLURM_CONF", str(tmp_path / "nowhere" / "slurm.conf"))
+        assert sweep_script.main(["--models", "random", "--datasets", "digits", "--protocols",
+                                  "linear", "--results-dir", str(tmp_path),
+                                  "--executor", "slurm"]) == 2
+        assert f"SLURM_CONF={tmp_path / 'nowhere' / 'slurm.conf'} is not a file" in (
+            capsys.readouterr().err)
+    else:
         assert sweep_script.main(["--models", "random", "--datasets", "dtd", "--protocols",
                                   "linear", "--results-dir", str(tmp_path),
                                   "--executor", "slurm"]) == 2

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from tests.fixtures.detectron2_checkpoints import write_common_checkpoint
 from transfer import sweep
 from transfer.sweep import Cell, SlurmOptions, SweepError, SweepOptions
 from transfer.sweep.local import THREAD_VARIABLES
+from transfer.sweep.slurm_jobs import job_outcome
 
 # docs/protocols.md, "Datasets and splits", written out here rather than derived from the registry
 # under test.
@@ -298,7 +300,8 @@ def test_cells_of_one_model_and_dataset_share_a_worker():
 
 
 def test_submitit_local_executor_runs_cells(tmp_path):
-    """submitit's LocalExecutor (a real job process per cell, the Slurm code path otherwise)."""
+    """submitit's LocalExecutor (a real job process per cell): the submission, the job's files
+    and what its result file says once it ended (on Slurm, squeue says when; here we poll)."""
     (tmp_path / "results").mkdir()
     cells = [_script_cell(tmp_path, "ok", "print('ran')"),
              _script_cell(tmp_path, "crash",
@@ -306,11 +309,16 @@ def test_submitit_local_executor_runs_cells(tmp_path):
     executor = sweep.make_executor(tmp_path / "submitit", SlurmOptions(partition="gpu", gpus=0,
                                                                         time_min=5),
                                    cluster="local")
-    outcomes = sweep.submit_cells(cells, executor, wait=True)
+    jobs = sweep.submit_cells(cells, executor)
+    assert [job.cell for job in jobs] == cells and all(job.job_id for job in jobs)
+    deadline = time.monotonic() + 120
+    while not all(job.result.is_file() for job in jobs) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    outcomes = [job_outcome(job, None) for job in jobs]  # gone from the queue: the file decides
     assert [o.status for o in outcomes] == ["done", "failed"]
-    assert all(o.job_id for o in outcomes)
     assert "ran" in outcomes[0].log.read_text()
-    assert outcomes[1].detail == f"job {outcomes[1].job_id}: exit code 4: error: no data"
+    assert outcomes[1].detail == f"job {jobs[1].job_id}: exit code 4: error: no data"
+    assert outcomes[1].log == jobs[1].stderr
 
 
 def test_slurm_parameters_and_a_clear_error_off_a_cluster(tmp_path):
@@ -319,6 +327,7 @@ def test_slurm_parameters_and_a_clear_error_off_a_cluster(tmp_path):
     assert params == {"timeout_min": 90, "gpus_per_node": 2, "cpus_per_task": 8, "nodes": 1,
                       "tasks_per_node": 1, "slurm_array_parallelism": 16, "mem_gb": 64,
                       "slurm_partition": "gpu", "slurm_account": "lab"}
+    assert "gpus_per_node" not in SlurmOptions(gpus=0).executor_parameters()
     if shutil.which("srun") is not None:
         pytest.skip("this machine is a Slurm node")
     with pytest.raises(SweepError, match="--executor slurm: .*srun.*--executor local"):
@@ -344,7 +353,6 @@ def test_a_sweep_that_dies_or_is_interrupted_takes_its_running_cells_with_it(tmp
     under a guard that kills the group once the sweep is gone, even after SIGKILL."""
     import signal
     import subprocess
-    import time
 
     pids = tmp_path / "pids"
     cell_code = (f"import os, subprocess, time; child = subprocess.Popen(['sleep', '120']); "

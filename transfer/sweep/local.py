@@ -125,7 +125,7 @@ def run_local(cells: Sequence[Cell], jobs: int, log_dir: Path, progress: bool = 
     pool = ThreadPoolExecutor(max_workers=jobs)
     futures = [pool.submit(work, group) for group in group_cells(cells)]
     try:
-        with _terminate_as_interrupt():
+        with terminate_as_interrupt():
             for future in futures:
                 future.result()
     except BaseException:  # Ctrl-C, SIGTERM, SIGHUP, an error: stop the running cells' groups
@@ -143,7 +143,7 @@ def run_local(cells: Sequence[Cell], jobs: int, log_dir: Path, progress: bool = 
 
 
 @contextlib.contextmanager
-def _terminate_as_interrupt() -> Iterator[None]:
+def terminate_as_interrupt() -> Iterator[None]:
     """SIGTERM and SIGHUP (a killed sweep, a closed terminal) raise KeyboardInterrupt here, so
     the sweep stops its cells instead of leaving them running; the handlers are restored."""
     if threading.current_thread() is not threading.main_thread():

@@ -60,7 +60,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     passed.add_argument("--image-size", type=int, default=None,
                         help="input size (default: the dataset's)")
     passed.add_argument("--workers", type=int, default=None, help="DataLoader workers")
-    slurm = parser.add_argument_group("slurm executor (one job per cell, as a job array)")
+    slurm = parser.add_argument_group(
+        "slurm executor (one job per cell, as a job array; see docs/cluster.md)")
     slurm.add_argument("--slurm-partition", default=None, help="partition")
     slurm.add_argument("--slurm-time", type=int, default=1440, help="minutes per cell")
     slurm.add_argument("--slurm-gpus", type=int, default=1, help="GPUs per cell")
@@ -72,7 +73,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     slurm.add_argument("--slurm-qos", default=None, help="quality of service")
     slurm.add_argument("--slurm-constraint", default=None, help="node constraint")
     slurm.add_argument("--wait", action="store_true",
-                       help="wait for the jobs and report done / failed (default: submit, exit)")
+                       help="wait for the jobs and report done / failed (default: submit, exit; "
+                            "a rerun with --wait collects jobs still queued)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser.parse_args(argv)
 

@@ -9,7 +9,11 @@ from pathlib import Path
 
 from transfer.sweep.plan import PROTOCOLS, Cell
 
-_STATUSES = ("done", "failed", "skipped", "submitted", "not run")
+# pending / running: Slurm jobs that were not waited for (sweep.py without --wait)
+_STATUSES = ("done", "failed", "skipped", "pending", "running", "not run")
+# lines of a Slurm job's log that repeat or wrap the script's own error: submitit's traceback,
+# srun's "task 0: Exited with exit code 1", slurmstepd's notices
+_WRAPPER_PREFIXES = ("submitit.", "srun:", "slurmstepd")
 
 
 @dataclass
@@ -31,8 +35,9 @@ def log_tail(path: Path, lines: int = 5) -> str:
     except OSError:
         return ""
     errors = [line for line in text if (line.startswith("error") or ": error:" in line)
-              and not line.startswith("submitit.")]  # submitit repeats the message in its trace
-    return "\n".join((errors or [line for line in text if line.strip()])[-lines:])
+              and not line.startswith(_WRAPPER_PREFIXES)]
+    chosen = errors or [line for line in text if line.strip()]
+    return "\n".join(list(dict.fromkeys(chosen))[-lines:])  # submitit repeats the error once
 
 
 def finished(cell: Cell, status_if_ok: str = "done") -> tuple[str, str]:
@@ -44,7 +49,8 @@ def finished(cell: Cell, status_if_ok: str = "done") -> tuple[str, str]:
 
 
 def summary_table(outcomes: Sequence[Outcome]) -> str:
-    """Counts of done / failed / skipped (/ submitted) per protocol, then the failed cells."""
+    """Counts of done / failed / skipped (/ pending / running) per protocol, then the failed
+    cells with their logs."""
     counts = Counter((o.cell.protocol, o.status) for o in outcomes)
     protocols = [p for p in PROTOCOLS if any(o.cell.protocol == p for o in outcomes)]
     statuses = [s for s in _STATUSES if s in ("done", "failed", "skipped")
