@@ -24,12 +24,14 @@ def metrics_line(iteration: int, **scalars) -> str:
 
 def test_final_evaluation_from_metrics_json(script, tmp_path: Path) -> None:
     run = tmp_path / "output" / "byol-frozen"
-    write_saved_config(run)
+    write_saved_config(run, eval_period=5000)
     lines = [
         metrics_line(19, total_loss=1.9, lr=0.0005),
         metrics_line(4999, **{"bbox/AP": 30.5, "bbox/AP50": 60.25, "bbox/AP75": 28.0}),
         metrics_line(143979, total_loss=0.41, lr=0.000025),
-        metrics_line(143999, total_loss=0.40, **{
+        metrics_line(143999, total_loss=0.40, lr=0.000025),
+        # the final evaluation: its own line, at MAX_ITER (detectron2's after_train)
+        metrics_line(144000, **{
             "bbox/AP": 53.3241, "bbox/AP50": 82.0104, "bbox/AP75": 58.3712,
             "bbox/AP-aeroplane": 60.1,
         }),
@@ -43,15 +45,17 @@ def test_final_evaluation_from_metrics_json(script, tmp_path: Path) -> None:
     argv = ["--output-dir", str(run), "--model", "byol", "--mode", "frozen"]
     assert script.main([*argv, "--results-dir", str(results)]) == 0
     written = json.loads((results / "detection" / "byol__frozen.json").read_text())
-    assert written.pop("provenance")["checkpoint"] is None  # no config.yaml to name the weights
+    assert written.pop("provenance")["checkpoint"] is None  # the config's weights are not here
     assert written == {
         "model": "byol",
         "mode": "frozen",
         "AP": 53.3241,
         "AP50": 82.0104,
         "AP75": 58.3712,
-        "iteration": 143999,
+        "iteration": 144000,
         "max_iter": 144000,
+        "short_schedule": False,
+        "eval_only": False,
         "source": str((run / "metrics.json").resolve()),
     }
     assert [p.name for p in (results / "detection").iterdir()] == ["byol__frozen.json"]
@@ -76,7 +80,7 @@ def test_log_fallback_without_metrics_json(script, tmp_path: Path) -> None:
     assert script.main([*argv, "--results-dir", str(tmp_path / "res")]) == 0
     written = json.loads((tmp_path / "res" / "detection" / "swav__finetune.json").read_text())
     assert (written["AP"], written["AP50"], written["AP75"]) == (54.91, 82.57, 60.82)
-    assert written["iteration"] == 143999
+    assert written["iteration"] == 144000  # after the printer's iter: 143999, as metrics.json
     assert written["source"] == str((run / "log.txt").resolve())
 
 
@@ -102,7 +106,7 @@ def test_provenance_from_the_config_and_the_environment_table(script, tmp_path: 
         'MODEL:\n  WEIGHTS: "../../models/detectron2/byol.pkl"\n  DEVICE: cuda\n'
         "DATASETS:\n  TRAIN: [voc_2007_trainval, voc_2012_trainval]\n  TEST: [voc_2007_test]\n"
         "INPUT:\n  MIN_SIZE_TEST: 800\n  FORMAT: RGB\n"
-        "SOLVER:\n  BASE_LR: 0.0025\n  MAX_ITER: 144000\n"
+        "SOLVER:\n  BASE_LR: 0.0025\n  IMS_PER_BATCH: 2\n  MAX_ITER: 144000\n"
         f"OUTPUT_DIR: {run}\n"
     )
     (run / "log.txt").write_text(ENVIRONMENT + LOG)
@@ -114,7 +118,8 @@ def test_provenance_from_the_config_and_the_environment_table(script, tmp_path: 
     assert made["splits"] == {"train": "detectron2:voc_2007_trainval+voc_2012_trainval",
                               "test": "detectron2:voc_2007_test"}
     assert json.loads(made["transform"]["input"]) == {"MIN_SIZE_TEST": 800, "FORMAT": "RGB"}
-    assert made["options"]["SOLVER"] == {"BASE_LR": 0.0025, "MAX_ITER": 144000}
+    assert made["options"]["SOLVER"] == {"BASE_LR": 0.0025, "IMS_PER_BATCH": 2, "MAX_ITER": 144000}
+    assert made["weights"] == str(weights.resolve())  # not tools/output/byol-frozen/../../..
     assert "OUTPUT_DIR" not in made["options"]
     assert made["device"] == "Tesla V100-SXM2-32GB (arch=7.0)"
     assert made["versions"]["detectron2"] == "0.6"
@@ -142,7 +147,7 @@ def test_log_fallback_when_metrics_json_has_no_evaluation(script, tmp_path: Path
 def test_no_evaluation_is_a_clear_error(script, tmp_path: Path, capsys) -> None:
     (tmp_path / "metrics.json").write_text(metrics_line(19, total_loss=2.0) + "\n")
     argv = ["--output-dir", str(tmp_path), "--model", "byol", "--mode", "frozen"]
-    assert script.main([*argv, "--results-dir", str(tmp_path / "res")]) == 1
+    assert script.main([*argv, "--results-dir", str(tmp_path / "res")]) == 2
     err = capsys.readouterr().err
     assert "found no final bbox evaluation" in err and "metrics.json" in err
     assert not (tmp_path / "res").exists()
@@ -151,7 +156,7 @@ def test_no_evaluation_is_a_clear_error(script, tmp_path: Path, capsys) -> None:
 def test_missing_output_dir_is_a_clear_error(script, tmp_path: Path, capsys) -> None:
     missing = tmp_path / "nope"
     argv = ["--output-dir", str(missing), "--model", "byol", "--mode", "frozen"]
-    assert script.main(argv) == 1
+    assert script.main(argv) == 2
     assert f"{missing}: no such detectron2 OUTPUT_DIR" in capsys.readouterr().err
 
 
@@ -163,8 +168,9 @@ def test_mode_must_be_frozen_or_finetune(script, tmp_path: Path, capsys) -> None
 
 
 def crashed_run(run: Path) -> None:
-    """A run killed at iteration 80019 of 144000, after an intermediate evaluation at 79999."""
-    write_saved_config(run)
+    """A run killed at iteration 80019 of 144000, after an evaluation every 80000 iterations
+    (TEST.EVAL_PERIOD), which detectron2 logs on iteration 79999."""
+    write_saved_config(run, eval_period=80000)
     lines = [
         metrics_line(79999, **{"bbox/AP": 41.0, "bbox/AP50": 70.5, "bbox/AP75": 44.0}),
         metrics_line(80019, total_loss=0.5),
@@ -176,34 +182,61 @@ def test_crashed_run_is_refused(script, tmp_path: Path, capsys) -> None:
     run = tmp_path / "run"
     crashed_run(run)
     argv = ["--output-dir", str(run), "--model", "byol", "--mode", "frozen"]
-    assert script.main([*argv, "--results-dir", str(tmp_path / "res")]) == 1
+    assert script.main([*argv, "--results-dir", str(tmp_path / "res")]) == 2
     err = capsys.readouterr().err
     assert "training did not reach SOLVER.MAX_ITER = 144000" in err
-    assert "at iteration 79999" in err and "last logged iteration is 80019" in err
+    assert "follows 80000 iterations" in err and "last logged iteration is 80019" in err
+    assert len(err.strip().splitlines()) == 1
     assert "--resume" in err
     assert not (tmp_path / "res").exists()
 
 
-def test_max_iter_is_the_runs_own(script, tmp_path: Path) -> None:
-    """A run given SOLVER.MAX_ITER 80000 on its command line finished at 79999."""
+def test_crash_in_the_last_iteration_is_refused(script, tmp_path: Path, capsys) -> None:
+    """An exception in the last step still runs the evaluation, on iteration MAX_ITER - 1 (no
+    EVAL_PERIOD evaluation can sit there): not a finished run."""
+    write_saved_config(tmp_path)
+    final = metrics_line(143999, **{"bbox/AP": 41.0, "bbox/AP50": 70.5, "bbox/AP75": 44.0})
+    (tmp_path / "metrics.json").write_text(metrics_line(143979, total_loss=0.5) + "\n" + final)
+    argv = ["--output-dir", str(tmp_path), "--model", "byol", "--mode", "frozen"]
+    assert script.main([*argv, "--results-dir", str(tmp_path / "res")]) == 2
+    assert "follows 143999 iterations" in capsys.readouterr().err
+    assert not (tmp_path / "res").exists()
+
+
+def test_max_iter_is_the_runs_own(script, tmp_path: Path, capsys) -> None:
+    """A run given SOLVER.MAX_ITER 80000 on its command line finished at 80000, but on fewer
+    images than the protocol's: recorded only when asked, under its own name."""
     run = tmp_path / "run"
     crashed_run(run)
     write_saved_config(run, max_iter=80000)
-    argv = ["--output-dir", str(run), "--model", "byol", "--mode", "frozen"]
-    assert script.main([*argv, "--results-dir", str(tmp_path / "res")]) == 0
-    written = json.loads((tmp_path / "res" / "detection" / "byol__frozen.json").read_text())
-    assert (written["AP50"], written["iteration"], written["max_iter"]) == (70.5, 79999, 80000)
+    with open(run / "metrics.json", "a") as f:
+        f.write(metrics_line(80000, **{"bbox/AP": 42.0, "bbox/AP50": 71.5, "bbox/AP75": 45.0}))
+    argv = ["--output-dir", str(run), "--model", "byol", "--mode", "frozen",
+            "--results-dir", str(tmp_path / "res")]  # fmt: skip
+    assert script.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "SOLVER.MAX_ITER 80000 x IMS_PER_BATCH 2 is 160000 images" in err
+    assert "--short-schedule" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "res").exists()
+    assert script.main([*argv, "--short-schedule"]) == 0
+    assert [p.name for p in (tmp_path / "res" / "detection").iterdir()] == [
+        "byol__frozen__iter80000.json"
+    ]
+    written = json.loads((tmp_path / "res" / "detection" / "byol__frozen__iter80000.json")
+                         .read_text())  # fmt: skip
+    assert (written["AP50"], written["iteration"], written["max_iter"]) == (71.5, 80000, 80000)
+    assert written["short_schedule"] is True
 
 
 def test_crashed_run_is_refused_from_the_log(script, tmp_path: Path, capsys) -> None:
     write_saved_config(tmp_path)
     (tmp_path / "log.txt").write_text(LOG.replace("143999", "79999").replace("143979", "79979"))
     argv = ["--output-dir", str(tmp_path), "--model", "byol", "--mode", "frozen"]
-    assert script.main([*argv, "--results-dir", str(tmp_path / "res")]) == 1
+    assert script.main([*argv, "--results-dir", str(tmp_path / "res")]) == 2
     assert "did not reach SOLVER.MAX_ITER = 144000" in capsys.readouterr().err
     # an evaluation with no training iteration logged before it cannot show a finished run
     (tmp_path / "log.txt").write_text("\n".join(LOG.splitlines()[2:]) + "\n")
-    assert script.main([*argv, "--results-dir", str(tmp_path / "res")]) == 1
+    assert script.main([*argv, "--results-dir", str(tmp_path / "res")]) == 2
     assert "shows no training iteration before it" in capsys.readouterr().err
     assert not (tmp_path / "res").exists()
 
@@ -211,11 +244,11 @@ def test_crashed_run_is_refused_from_the_log(script, tmp_path: Path, capsys) -> 
 def test_missing_saved_config_is_a_clear_error(script, tmp_path: Path, capsys) -> None:
     (tmp_path / "log.txt").write_text(LOG)
     argv = ["--output-dir", str(tmp_path), "--model", "byol", "--mode", "frozen"]
-    assert script.main([*argv, "--results-dir", str(tmp_path / "res")]) == 1
+    assert script.main([*argv, "--results-dir", str(tmp_path / "res")]) == 2
     err = capsys.readouterr().err
     assert f"{tmp_path / 'config.yaml'} not found" in err and "SOLVER.MAX_ITER" in err
     (tmp_path / "config.yaml").write_text("SOLVER:\n  BASE_LR: 0.1\n")
-    assert script.main([*argv, "--results-dir", str(tmp_path / "res")]) == 1
+    assert script.main([*argv, "--results-dir", str(tmp_path / "res")]) == 2
     assert "not a detectron2 config with SOLVER.MAX_ITER" in capsys.readouterr().err
 
 
