@@ -1,4 +1,5 @@
-"""detection_results.py on detectron2 output folders written by the test."""
+"""detection_results.py on detectron2 output folders: written by the test, or copied from real
+detectron2 runs (tests/fixtures/detectron2_run)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 
 from tests.fixtures.detectron2_scripts import load_script
 from tests.fixtures.detectron2_voc import write_saved_config
+from transfer.results import device_name
 
 
 @pytest.fixture(scope="module")
@@ -261,3 +263,121 @@ def test_results_dir_defaults_to_the_environments(script, tmp_path: Path, monkey
     assert script.main(["--output-dir", str(run), "--model", "my-model", "--mode", "frozen"]) == 0
     written = tmp_path / "env-results" / "detection" / "my-model__frozen.json"
     assert json.loads(written.read_text())["AP50"] == 82.57
+
+
+# --- real detectron2 output (tests/fixtures/detectron2_run, see its README) -------------------
+
+REAL = Path(__file__).resolve().parents[1] / "fixtures" / "detectron2_run"
+
+
+def real_run(tmp_path: Path, name: str, *parts: str) -> Path:
+    """``tmp_path/name`` holding the real files ``parts`` (``train/log.txt``, ...); the same name
+    in several parts is concatenated, as detectron2 appends to log.txt."""
+    run = tmp_path / name
+    run.mkdir()
+    for part in parts:
+        with open(run / Path(part).name, "a") as f:
+            f.write((REAL / part).read_text())
+    return run
+
+
+def record_of(script, run: Path, results: Path, *extra: str) -> dict:
+    argv = ["--output-dir", str(run), "--model", "byol", "--mode", "frozen",
+            "--results-dir", str(results), *extra]  # fmt: skip
+    assert script.main(argv) == 0
+    (path,) = (results / "detection").iterdir()
+    return {"file": path.name, **json.loads(path.read_text())}
+
+
+def test_real_final_evaluation_is_at_max_iter_from_either_file(script, tmp_path: Path) -> None:
+    """detectron2 writes the final evaluation to metrics.json on its own line at MAX_ITER (4) and
+    to log.txt after the printer's last ``iter: 3``: both give 4 iterations."""
+    final = json.loads((REAL / "train" / "metrics.json").read_text().splitlines()[-1])
+    assert final["iteration"] == 4 and "total_loss" not in final
+    both = real_run(tmp_path, "both", "train/config.yaml", "train/metrics.json", "train/log.txt")
+    from_metrics = record_of(script, both, tmp_path / "r1", "--short-schedule")
+    assert from_metrics["source"] == str((both / "metrics.json").resolve())
+    log_only = real_run(tmp_path, "log", "train/config.yaml", "train/log.txt")
+    from_log = record_of(script, log_only, tmp_path / "r2", "--short-schedule")
+    assert from_log["source"] == str((log_only / "log.txt").resolve())
+    for record in (from_metrics, from_log):
+        assert record["file"] == "byol__frozen__iter4.json"
+        assert (record["iteration"], record["max_iter"]) == (4, 4)
+        assert (record["AP"], record["AP50"], record["AP75"]) == (
+            final["bbox/AP"], final["bbox/AP50"], final["bbox/AP75"])  # fmt: skip
+        # a CPU run records the CPU (the environment table has no GPU line)
+        assert record["provenance"]["device"] == device_name("cpu")
+        assert record["provenance"]["versions"]["detectron2"] == "0.6"
+
+
+def test_real_run_killed_before_its_final_evaluation_is_refused(script, tmp_path: Path,
+                                                                capsys) -> None:  # fmt: skip
+    """The same run cut before its final evaluation (its last metrics line and the log from the
+    evaluation on): refused from either file, never recorded."""
+    run = real_run(tmp_path, "cut", "train/config.yaml", "train/metrics.json", "train/log.txt")
+    metrics = (run / "metrics.json").read_text().splitlines()
+    (run / "metrics.json").write_text(metrics[0] + "\n")
+    log = (run / "log.txt").read_text()
+    (run / "log.txt").write_text(log[: log.index("Start inference")])
+    argv = ["--output-dir", str(run), "--model", "byol", "--mode", "frozen",
+            "--results-dir", str(tmp_path / "res"), "--short-schedule"]  # fmt: skip
+    assert script.main(argv) == 2
+    assert "found no final bbox evaluation" in capsys.readouterr().err
+    assert not (tmp_path / "res").exists()
+
+
+def test_real_eval_only_run_in_its_own_folder(script, tmp_path: Path) -> None:
+    run = real_run(tmp_path, "eval", "evalonly/config.yaml", "evalonly/log.txt")
+    record = record_of(script, run, tmp_path / "res")
+    assert record["file"] == "byol__frozen__evalonly.json"
+    assert record["eval_only"] is True and record["iteration"] is None
+    assert record["source"] == str((run / "log.txt").resolve())
+    # the weights it loaded (relative to detectron2/tools, which is gone), normalised
+    assert record["provenance"]["weights"] == "output/byol-frozen/model_final.pth"
+
+
+def test_real_eval_only_run_into_the_training_folder(script, tmp_path: Path) -> None:
+    """--eval-only into the training folder: config.yaml is the evaluation's, log.txt has both
+    runs, metrics.json only training's. The record is the evaluation's, from its session."""
+    run = real_run(tmp_path, "train", "evalonly/config.yaml", "train/metrics.json",
+                   "train/log.txt", "evalonly/log.txt")  # fmt: skip
+    record = record_of(script, run, tmp_path / "res")
+    assert record["file"] == "byol__frozen__evalonly.json"
+    assert record["eval_only"] is True
+    assert record["source"] == str((run / "log.txt").resolve())  # not training's metrics.json
+
+
+def test_real_eval_only_of_the_converted_pickle_is_refused(script, tmp_path: Path,
+                                                           capsys) -> None:  # fmt: skip
+    run = real_run(tmp_path, "evalpkl", "evalonly-pkl/config.yaml", "evalonly-pkl/log.txt")
+    argv = ["--output-dir", str(run), "--model", "byol", "--mode", "frozen",
+            "--results-dir", str(tmp_path / "res")]  # fmt: skip
+    assert script.main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert "--eval-only of ../../ssl-transfer/models/detectron2/byol.pkl" in err
+    assert "detection heads were never trained" in err and "model_final.pth" in err
+    assert "crashed or is still running" not in err
+    assert not (tmp_path / "res").exists()
+
+
+def test_report_keeps_one_detection_record_per_model_and_mode(script, tmp_path: Path) -> None:
+    """A training record, an --eval-only one and a smoke test of the same model and mode: the
+    report's detection table reads the training record only."""
+    from transfer.report import gather_results
+
+    results = tmp_path / "results"
+    full = tmp_path / "full"
+    write_saved_config(full)
+    (full / "log.txt").write_text(LOG)
+    argv = ["--model", "byol", "--mode", "frozen", "--results-dir", str(results)]
+    assert script.main(["--output-dir", str(full), *argv]) == 0
+    evaluation = real_run(tmp_path, "eval", "evalonly/config.yaml", "evalonly/log.txt")
+    assert script.main(["--output-dir", str(evaluation), *argv]) == 0
+    smoke = real_run(tmp_path, "smoke", "train/config.yaml", "train/metrics.json")
+    assert script.main(["--output-dir", str(smoke), *argv, "--short-schedule"]) == 0
+    assert len(list((results / "detection").iterdir())) == 3
+    table = gather_results(results).detection
+    assert table.to_dict("records") == [
+        {"model": "byol", "mode": "frozen", "AP": 54.91, "AP50": 82.57, "AP75": 60.82}
+    ]
