@@ -347,6 +347,16 @@ def test_real_eval_only_run_into_the_training_folder(script, tmp_path: Path) -> 
     assert record["source"] == str((run / "log.txt").resolve())  # not training's metrics.json
 
 
+def test_real_eval_only_resume_records_the_checkpoint_it_loaded(script, tmp_path: Path) -> None:
+    """``--eval-only --resume`` into the training folder loads OUTPUT_DIR's last checkpoint, not
+    MODEL.WEIGHTS (still the converted pickle): the record names what the log says it loaded."""
+    run = real_run(tmp_path, "train", "evalonly-resume/config.yaml", "train/metrics.json",
+                   "train/log.txt", "evalonly-resume/log.txt")  # fmt: skip
+    record = record_of(script, run, tmp_path / "res")
+    assert record["file"] == "byol__frozen__evalonly.json" and record["eval_only"] is True
+    assert record["provenance"]["weights"] == "output/byol-frozen-resume/model_final.pth"
+
+
 def test_real_eval_only_of_the_converted_pickle_is_refused(script, tmp_path: Path,
                                                            capsys) -> None:  # fmt: skip
     run = real_run(tmp_path, "evalpkl", "evalonly-pkl/config.yaml", "evalonly-pkl/log.txt")

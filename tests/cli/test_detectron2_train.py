@@ -76,11 +76,15 @@ def test_config_loads_weights_and_trains(tmp_path: Path, monkeypatch, caplog, mo
     model = build_model(cfg)
     with caplog.at_level(logging.INFO):
         DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)  # relative to detectron2/tools
-    # a clean load: nothing of the pickle unused (no num_batches_tracked), no backbone key missing
+    # a clean load: nothing of the pickle unused (no num_batches_tracked), no backbone key missing;
+    # the only warning lists the FPN and heads, which start untrained
     assert "Loading from ../../ssl-transfer/models/detectron2/byol.pkl" in caplog.text
+    assert "matched with submodule backbone.bottom_up - Total num: 53" in caplog.text
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "not found in the checkpoint" in warnings[0], warnings
+    assert "bottom_up" not in warnings[0] and "roi_heads.box_predictor" in warnings[0]
     assert "not used by the model" not in caplog.text
     assert "num_batches_tracked" not in caplog.text
-    assert "bottom_up" not in caplog.text
     with open(tmp_path / "ssl-transfer/models/detectron2/byol.pkl", "rb") as f:
         converted = pickle.load(f)["model"]
     backbone = model.backbone.bottom_up.state_dict()
