@@ -56,7 +56,8 @@ _LOADING = re.compile(r"\[Checkpointer\] Loading from (.+?) \.\.\.")
 
 
 class DetectionResultsError(TransferError, ValueError):
-    """No final bbox evaluation could be found in a detectron2 output folder."""
+    """A detectron2 OUTPUT_DIR that holds no recordable result: no final bbox evaluation, an
+    unfinished or short run, an evaluation of untrained heads, no readable config.yaml."""
 
 
 def _eval_line(record: dict, max_iter: int, eval_period: int) -> int:
@@ -135,7 +136,7 @@ def run_config(output_dir: Path) -> dict[str, Any]:
     try:
         cfg = yaml.safe_load(config.read_text())
     except (yaml.YAMLError, UnicodeDecodeError) as error:
-        raise DetectionResultsError(f"{config}: not a detectron2 config ({error})") from None
+        raise DetectionResultsError(f"{config}: not a detectron2 config ({error})") from error
     if not isinstance(cfg, dict):
         raise DetectionResultsError(f"{config}: not a detectron2 config (no mapping)")
     return cfg
