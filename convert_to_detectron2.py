@@ -14,11 +14,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from models.detectron2 import convert_checkpoint, detection_models
-from models.errors import ModelError
+from models.detectron2 import convert_checkpoint, detection_models, detection_refs
 from models.registry import default_models_dir
 from models.resnet50 import how_to_make_checkpoint
-from models.resolve import RANDOM, model_label, resolve_model
+from models.resolve import model_label
 from transfer.errors import TransferError
 
 
@@ -44,11 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     out_dir = args.models_dir / "detectron2"
     try:
-        refs = [resolve_model(name, args.models_dir) for name in args.models]
-        for ref in refs:
-            ref.require_resnet50("detection")
-            if ref.kind == RANDOM:
-                raise ModelError("'random' has no pretrained weights to convert for detection")
+        refs = detection_refs(args.models, args.models_dir)
     except TransferError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

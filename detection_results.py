@@ -4,6 +4,10 @@
 Run after train_net.py, e.g. for the README's BYOL run:
   python detection_results.py --output-dir ../detectron2/tools/output/byol-frozen \
       --model byol --mode frozen
+
+A run short of its SOLVER.MAX_ITER is refused (resume it); a run on fewer images than the
+protocol's 144000 x 2 only with --short-schedule, as <model>__<mode>__iter<N>.json; an
+--eval-only run as <model>__<mode>__evalonly.json (see docs/detection.md).
 """
 
 from __future__ import annotations
@@ -31,6 +35,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--weights", default=None,
                         help="the .pkl the run started from, for the record's checkpoint sha256 "
                              "(default: MODEL.WEIGHTS of OUTPUT_DIR/config.yaml)")  # fmt: skip
+    parser.add_argument("--short-schedule", action="store_true",
+                        help="record a finished run trained on fewer images than the protocol's"
+                             " 144000 x 2 (a smoke test) under its own name, __iter<MAX_ITER>")
     return parser.parse_args(argv)
 
 
@@ -38,11 +45,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         path = write_detection_result(
-            args.output_dir, args.results_dir, args.model, args.mode, args.weights
-        )
+            args.output_dir, args.results_dir, args.model, args.mode, args.weights,
+            args.short_schedule,
+        )  # fmt: skip
     except TransferError as err:
         print(f"error: {err}", file=sys.stderr)
-        return 1
+        return 2
     print(f"wrote {path}")
     return 0
 

@@ -1,9 +1,10 @@
-"""Our configs + converted weights in real detectron2: model builds, the backbone loads in full,
-the freeze setting holds, and two training iterations run on a tiny VOC. Skipped without
-detectron2 (see tests/fixtures/detectron2_shim.py for a pure-Python build via $DETECTRON2_SITE)."""
+"""Our configs + converted weights in real detectron2: model builds, the backbone loads in full
+with nothing unused, the freeze setting holds, and two training iterations run on a tiny VOC.
+Marked ``detectron2`` (``pytest -m detectron2``); skipped, saying why, without detectron2."""
 
 from __future__ import annotations
 
+import logging
 import math
 import pickle
 import shutil
@@ -14,11 +15,12 @@ import torch
 
 from tests.fixtures.detectron2_checkpoints import write_common_checkpoint
 from tests.fixtures.detectron2_scripts import REPO, load_script
-from tests.fixtures.detectron2_shim import import_detectron2
+from tests.fixtures.detectron2_shim import NOT_INSTALLED, import_detectron2
 from tests.fixtures.detectron2_voc import write_base_config, write_tiny_voc
 
+pytestmark = pytest.mark.detectron2
 if import_detectron2() is None:
-    pytest.skip("detectron2 is not installed", allow_module_level=True)
+    pytest.skip(NOT_INSTALLED, allow_module_level=True)
 
 from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
 from detectron2.config import get_cfg  # noqa: E402
@@ -48,7 +50,7 @@ def readme_layout(tmp_path: Path, mode: str, model: str) -> Path:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["frozen", "finetune"])
-def test_config_loads_weights_and_trains(tmp_path: Path, monkeypatch, mode: str) -> None:
+def test_config_loads_weights_and_trains(tmp_path: Path, monkeypatch, caplog, mode: str) -> None:
     torch.manual_seed(0)
     tools = readme_layout(tmp_path, mode, "byol")
     monkeypatch.chdir(tools)
@@ -72,7 +74,17 @@ def test_config_loads_weights_and_trains(tmp_path: Path, monkeypatch, mode: str)
     cfg.OUTPUT_DIR = str(tmp_path / "output")
 
     model = build_model(cfg)
-    DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)  # relative to detectron2/tools
+    with caplog.at_level(logging.INFO):
+        DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)  # relative to detectron2/tools
+    # a clean load: nothing of the pickle unused (no num_batches_tracked), no backbone key missing;
+    # the only warning lists the FPN and heads, which start untrained
+    assert "Loading from ../../ssl-transfer/models/detectron2/byol.pkl" in caplog.text
+    assert "matched with submodule backbone.bottom_up - Total num: 53" in caplog.text
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "not found in the checkpoint" in warnings[0], warnings
+    assert "bottom_up" not in warnings[0] and "roi_heads.box_predictor" in warnings[0]
+    assert "not used by the model" not in caplog.text
+    assert "num_batches_tracked" not in caplog.text
     with open(tmp_path / "ssl-transfer/models/detectron2/byol.pkl", "rb") as f:
         converted = pickle.load(f)["model"]
     backbone = model.backbone.bottom_up.state_dict()

@@ -15,7 +15,7 @@ from models.detectron2 import (
 from models.errors import ModelError
 from tests.fixtures.detectron2_checkpoints import seeded_common_state_dict
 
-BN_PARAMS = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+BN_PARAMS = ("weight", "bias", "running_mean", "running_var")  # FrozenBN's: no counter
 
 
 def expected_detectron2_name(key: str) -> str:
@@ -80,20 +80,29 @@ def test_every_resnet50_key_gets_its_detectron2_name(state_dict: dict) -> None:
     assert len(state_dict) == 318
     for key in state_dict:
         assert detectron2_key(key) == expected_detectron2_name(key), key
-    renamed = {detectron2_key(key) for key in state_dict}
+    counters = {key for key in state_dict if key.endswith("num_batches_tracked")}
+    assert len(counters) == 53  # one per BN: 1 stem + 16 blocks x 3 + 4 shortcuts
+    renamed = {detectron2_key(key) for key in state_dict if key not in counters}
     assert renamed == detectron2_resnet50_names()
 
 
 def test_values_shapes_and_dtypes_unchanged(state_dict: dict) -> None:
     converted = to_detectron2(state_dict)
-    assert len(converted) == len(state_dict)
-    for key, tensor in state_dict.items():
+    kept = {k: v for k, v in state_dict.items() if not k.endswith(".num_batches_tracked")}
+    assert len(converted) == len(kept) == 265
+    assert set(converted) == {expected_detectron2_name(key) for key in kept}
+    for key, tensor in kept.items():
         array = converted[expected_detectron2_name(key)]
         assert isinstance(array, np.ndarray)
         assert array.dtype == tensor.numpy().dtype
         np.testing.assert_array_equal(array, tensor.numpy())
-    assert converted["stem.conv1.norm.num_batches_tracked"].shape == ()
-    assert converted["stem.conv1.norm.num_batches_tracked"].dtype == np.int64
+
+
+def test_batch_counters_are_left_out(state_dict: dict) -> None:
+    """detectron2's FrozenBN has no num_batches_tracked: a converted counter is an unused key on
+    every load."""
+    converted = to_detectron2(state_dict)
+    assert not [key for key in converted if "num_batches_tracked" in key]
 
 
 def test_checkpoint_payload_marks_torchvision_heuristics(state_dict: dict) -> None:

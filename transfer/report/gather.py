@@ -198,13 +198,19 @@ def gather_results(results_dir: str | Path) -> Results:
               .sort_index())
 
     origins: dict[str, list[dict[str, Any]]] = {"detection": [], "dense": []}
-    detection_rows = []
-    for path, record in _read_records(root / "detection", problems):
+    detection_rows, taken = [], set()
+    # One record per (model, mode), the canonically named file (a training run) before an
+    # __evalonly one; a smoke test (detection_results.py --short-schedule) is no table entry.
+    for path, record in sorted(_read_records(root / "detection", problems),
+                               key=lambda item: item[0].stem.count("__")):  # fmt: skip
         files += 1
         mode = record.get("mode")
         if mode not in DETECTION_MODES:
             problems.append(f"{path}: 'mode' should be one of {', '.join(DETECTION_MODES)}")
             continue
+        if record.get("short_schedule") or (record["model"], mode) in taken:
+            continue
+        taken.add((record["model"], mode))
         detection_rows.append({"model": record["model"], "mode": mode,
                                **{m: _number(record.get(m)) for m in DETECTION_METRICS}})
         origins["detection"].append({"model": record["model"], "dataset": f"voc2007 {mode}",
