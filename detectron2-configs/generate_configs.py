@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.models_dir is not None or args.out is not None:
             parser.error("--models-dir and --out go with --detectron2")
         present = {p for mode in FREEZE_AT for p in (HERE / mode).glob("*.yaml")}
-        return sync_generated_files(expected_configs(HERE), present, REPO, check, parser.description)
+        expected = expected_configs(HERE)
+        return sync_generated_files(expected, present, REPO, check, parser.description)
     base = args.detectron2.expanduser().absolute() / "configs" / "Base-RCNN-FPN.yaml"
     if not base.is_file():
         print(f"error: {base} not found: --detectron2 names the detectron2 checkout (the folder"
