@@ -18,6 +18,7 @@ from models.detectron2 import convert_checkpoint, detection_models, detection_re
 from models.registry import default_models_dir
 from models.resnet50 import how_to_make_checkpoint
 from models.resolve import model_label
+from transfer.console import setup_console
 from transfer.errors import TransferError
 
 
@@ -41,6 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    setup_console()
     out_dir = args.models_dir / "detectron2"
     try:
         refs = detection_refs(args.models, args.models_dir)

@@ -16,6 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from transfer.console import setup_console
 from transfer.errors import TransferError
 from transfer.protocols.detection import MODES, write_detection_result
 
@@ -43,6 +44,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    setup_console()
     try:
         path = write_detection_result(
             args.output_dir, args.results_dir, args.model, args.mode, args.weights,

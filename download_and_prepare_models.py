@@ -9,6 +9,7 @@ import sys
 from models.prepare import prepare_model
 from models.registry import MODELS, PAPER_MODELS, default_models_dir
 from models.resolve import checkpoint_path
+from transfer.console import setup_console
 from transfer.errors import TransferError
 
 
@@ -26,14 +27,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="where models/<name>.pth go (default: $SSL_TRANSFER_MODELS, else models/)",
     )
-    parser.add_argument(
-        "--from",
-        dest="source",
-        default=None,
-        metavar="PATH",
-        help="convert this file instead of downloading (one model only), e.g. the "
-        "output of the SimCLR converters",
-    )
+    parser.add_argument("--from", dest="source", default=None, metavar="PATH",
+                        help="convert this file instead of downloading (one model only), e.g. "
+                        "the output of the SimCLR converters")
     parser.add_argument(
         "--force", action="store_true", help="convert again even if models/<name>.pth exists"
     )
@@ -42,6 +38,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    setup_console()
     models_dir = args.models_dir or default_models_dir()
     unknown = [name for name in args.models if name not in MODELS]
     if unknown:

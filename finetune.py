@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import sys
 
+from transfer.console import setup_console
 from transfer.errors import TransferError
 from transfer.protocols import finetune
 from transfer.records.results import check_results_dir
-from transfer.runtime.console import setup_console
 from transfer.runtime.distributed import init_distributed, shutdown
 
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import sys
 
+from transfer.console import setup_console
 from transfer.errors import TransferError
 from transfer.protocols import linear
 from transfer.records.results import write_run
-from transfer.runtime.console import setup_console
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from models.registry import REPO_ROOT
+from transfer.console import setup_console
 from transfer.errors import TransferError
 from transfer.protocols.arguments import non_negative_int
 from transfer.records.results import default_results_dir
@@ -49,6 +50,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    setup_console()
     results = args.results_dir or default_results_dir()
     try:
         report = write_report(results, args.out, paper=args.paper,

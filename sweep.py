@@ -14,6 +14,7 @@ from __future__ import annotations
 import shlex
 import sys
 
+from transfer.console import setup_console
 from transfer.errors import TransferError
 from transfer.sweep import Outcome, plan_grid, run_local, run_on_slurm
 from transfer.sweep import options as cli
@@ -24,6 +25,7 @@ from transfer.sweep.summary import summary_table
 
 def main(argv: list[str] | None = None) -> int:
     args = cli.parse_args(argv)
+    setup_console()
     try:
         if args.executor == "slurm":  # impossible job sizes fail before any planning
             cli.slurm_options(args).check()

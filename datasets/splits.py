@@ -21,7 +21,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from datasets import (
     cifar,
@@ -36,6 +35,7 @@ from datasets import (
 from datasets.errors import DatasetError, missing_path_error
 from datasets.registry import DatasetSpec, dataset_dir, get_dataset_spec
 from datasets.split import Split, concat_splits
+from transfer.console import progress
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +78,8 @@ def random_val_indices(n: int) -> tuple[np.ndarray, np.ndarray]:
 def _drop_broken(split: Split) -> Split:
     """Open every image; keep the readable ones and print how many were skipped."""
     keep = []
-    for i in tqdm(range(len(split)), desc=f"checking {split.dataset}/{split.name}", leave=False):
+    for i in progress(range(len(split)), desc=f"checking {split.dataset}/{split.name}",
+                      leave=False):
         try:
             split.load_image(i)
         except DatasetError:

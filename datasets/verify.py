@@ -5,12 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tqdm import tqdm
-
 from datasets.errors import DatasetError
 from datasets.registry import dataset_dir, default_data_root, get_dataset_spec
 from datasets.sources import FileSource
 from datasets.splits import Split, load_split
+from transfer.console import progress
 
 MAX_LISTED = 10
 
@@ -64,7 +63,8 @@ def _check_images(splits: list[Split], deep: bool) -> tuple[list[str], list[str]
         for key in split.keys:
             seen.setdefault(key, split)
     missing, unreadable = [], []
-    for key, split in tqdm(seen.items(), desc="checking images", disable=len(seen) < 1000):
+    for key, split in progress(seen.items(), total=len(seen), desc="checking images",
+                              enabled=len(seen) >= 1000):
         source = split.source
         if isinstance(source, FileSource) and not (Path(source.root) / key).is_file():
             missing.append(str(Path(source.root) / key))

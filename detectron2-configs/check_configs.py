@@ -21,6 +21,7 @@ if str(REPO) not in sys.path:  # run as a script from anywhere: make `models` im
 
 from models.detectron2 import detection_models, read_detectron2_checkpoint  # noqa: E402
 from models.registry import default_models_dir  # noqa: E402
+from transfer.console import setup_console  # noqa: E402
 from transfer.errors import TransferError  # noqa: E402
 from transfer.protocols.detection_configs import (  # noqa: E402
     FREEZE_AT,
@@ -45,6 +46,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    setup_console()
     models = args.models or list(detection_models())
     base = args.detectron2 / "configs" / "Base-RCNN-FPN.yaml"
     try:

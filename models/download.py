@@ -8,10 +8,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tqdm import tqdm
-
 from models.errors import ModelError
 from models.weights import file_sha256
+from transfer.console import progress
 
 CHUNK = 1 << 20
 
@@ -73,7 +72,7 @@ def download(
             total = int(total) + start if total is not None else None
             with (
                 open(part, "ab" if start else "wb") as handle,
-                tqdm(
+                progress(
                     total=total,
                     initial=start,
                     unit="B",

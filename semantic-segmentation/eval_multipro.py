@@ -17,8 +17,9 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run from inside this folder: make `transfer` importable
     sys.path.insert(0, str(REPO))
 
+from transfer.console import setup_console  # noqa: E402
 from transfer.errors import TransferError  # noqa: E402
-from transfer.protocols.arguments import add_location_arguments, default_device  # noqa: E402
+from transfer.protocols.arguments import add_location_arguments  # noqa: E402
 from transfer.protocols.dense.launch import launch  # noqa: E402
 from transfer.protocols.dense.segmentation_task import (  # noqa: E402
     evaluate_segmentation,
@@ -27,20 +28,14 @@ from transfer.protocols.dense.segmentation_task import (  # noqa: E402
     segmentation_record,
 )
 from transfer.records.results import default_results_dir, write_result  # noqa: E402
-from transfer.runtime.device import device_argument  # noqa: E402
 from transfer.runtime.distributed import init_distributed, shutdown  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--cfg", required=True, metavar="FILE",
-                   help="config, e.g. selfsupconfig/byol.yaml")
+    p.add_argument("--cfg", required=True, metavar="FILE", help="e.g. selfsupconfig/byol.yaml")
     p.add_argument("--gpus", default="0", help="CUDA ids, e.g. 0,1 or 0-3 (default: %(default)s)")
-    p.add_argument("--device", type=device_argument, default=default_device(),
-                   help="cpu, cuda or cuda:N (default: %(default)s)")
-    add_location_arguments(p)
-    p.add_argument("--results-dir", default=None,
-                   help="results folder (default: $SSL_TRANSFER_RESULTS, else results/)")
+    add_location_arguments(p, device=True, results=True)
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers per process")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE pairs")
     return p.parse_args(argv)
@@ -58,14 +53,15 @@ def run(args: argparse.Namespace, device: str) -> None:
             record = segmentation_record(config, state, scores, vars(args), device)
             path = write_result(Path(args.results_dir or default_results_dir()) / "segmentation"
                                 / f"{meta['model']}.json", record)
-            print(f"Mean IoU: {scores['miou']:.4f}, Accuracy: {scores['pixel_accuracy']:.2f}%")
-            print(f"wrote {path}")
+            print(f"Mean IoU: {scores['miou']:.4f}, Accuracy: {scores['pixel_accuracy']:.2f}%\n"
+                  f"wrote {path}")
     finally:
         shutdown(context)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    setup_console()
     try:
         load_config(args.cfg, args.opts, args.data_root, args.models_dir)  # fail before spawning
         launch(run, args, args.device, args.gpus)

@@ -17,11 +17,11 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run from inside this folder: make `transfer` importable
     sys.path.insert(0, str(REPO))
 
+from transfer.console import setup_console  # noqa: E402
 from transfer.errors import TransferError  # noqa: E402
-from transfer.protocols.arguments import add_location_arguments, default_device  # noqa: E402
+from transfer.protocols.arguments import add_location_arguments  # noqa: E402
 from transfer.protocols.dense.launch import launch  # noqa: E402
 from transfer.protocols.dense.segmentation_task import load_config, train_segmentation
-from transfer.runtime.device import device_argument  # noqa: E402
 from transfer.runtime.distributed import init_distributed, shutdown  # noqa: E402
 
 
@@ -30,9 +30,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cfg", required=True, metavar="FILE",
                    help="config, e.g. selfsupconfig/byol.yaml")
     p.add_argument("--gpus", default="0", help="CUDA ids, e.g. 0,1 or 0-3 (default: %(default)s)")
-    p.add_argument("--device", type=device_argument, default=default_device(),
-                   help="cpu, cuda or cuda:N (default: %(default)s)")
-    add_location_arguments(p)
+    add_location_arguments(p, device=True)
     p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE pairs")
     return p.parse_args(argv)
 
@@ -50,6 +48,7 @@ def run(args: argparse.Namespace, device: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    setup_console()
     try:
         load_config(args.cfg, args.opts, args.data_root, args.models_dir)  # fail before spawning
         launch(run, args, args.device, args.gpus)

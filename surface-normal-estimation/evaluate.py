@@ -16,8 +16,9 @@ if str(REPO) not in sys.path:  # run from inside this folder: make `transfer` im
     sys.path.insert(0, str(REPO))
 
 from datasets.registry import default_data_root  # noqa: E402
+from transfer.console import setup_console  # noqa: E402
 from transfer.errors import TransferError  # noqa: E402
-from transfer.protocols.arguments import add_location_arguments, default_device  # noqa: E402
+from transfer.protocols.arguments import add_location_arguments  # noqa: E402
 from transfer.protocols.dense.normals import ANGLE_THRESHOLDS  # noqa: E402
 from transfer.protocols.dense.normals_task import (  # noqa: E402
     MAX_SIZE,
@@ -28,26 +29,22 @@ from transfer.protocols.dense.normals_task import (  # noqa: E402
 )
 from transfer.protocols.dense.nyuv2 import FOLDER  # noqa: E402
 from transfer.records.results import default_results_dir, write_result  # noqa: E402
-from transfer.runtime.device import device_argument  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--ckpt", required=True, help="checkpoint folder written by train.py")
-    add_location_arguments(p)
-    p.add_argument("--device", type=device_argument, default=default_device(),
-                   help="cpu, cuda or cuda:N (default: %(default)s)")
+    add_location_arguments(p, device=True, results=True)
     p.add_argument("--scales", type=int, nargs="+", default=list(TEST_SCALES),
                    help="test short sides; several = multi-scale (default: %(default)s)")
     p.add_argument("--max-size", type=int, default=MAX_SIZE)
-    p.add_argument("--results-dir", default=None,
-                   help="results folder (default: $SSL_TRANSFER_RESULTS, else results/)")
     p.add_argument("--workers", type=int, default=2)
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    setup_console()
     try:
         model, state = load_trained(args.ckpt)
         meta = state["meta"]

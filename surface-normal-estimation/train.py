@@ -18,12 +18,12 @@ if str(REPO) not in sys.path:  # run from inside this folder: make `transfer` im
     sys.path.insert(0, str(REPO))
 
 from datasets.registry import default_data_root  # noqa: E402
+from transfer.console import setup_console  # noqa: E402
 from transfer.errors import TransferError  # noqa: E402
-from transfer.protocols.arguments import add_location_arguments, default_device  # noqa: E402
+from transfer.protocols.arguments import add_location_arguments  # noqa: E402
 from transfer.protocols.dense.launch import launch  # noqa: E402
 from transfer.protocols.dense.normals_task import add_recipe_arguments, recipe_of, train_normals  # noqa: E402
 from transfer.protocols.dense.nyuv2 import FOLDER  # noqa: E402
-from transfer.runtime.device import device_argument  # noqa: E402
 from transfer.runtime.distributed import init_distributed, shutdown  # noqa: E402
 
 
@@ -32,9 +32,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--weights", required=True,
                    help="common-format checkpoint: a model name (models/<name>.pth) or a .pth path")
     p.add_argument("--ckpt", required=True, help="checkpoint folder (resumed if it holds one)")
-    add_location_arguments(p)
-    p.add_argument("--device", type=device_argument, default=default_device(),
-                   help="cpu, cuda or cuda:N (default: %(default)s)")
+    add_location_arguments(p, device=True)
     p.add_argument("--gpus", default="0", help="CUDA ids, e.g. 0,1 or 0-3 (default: %(default)s)")
     add_recipe_arguments(p)
     p.add_argument("--workers", type=int, default=4, help="DataLoader workers per process")
@@ -56,6 +54,7 @@ def run(args: argparse.Namespace, device: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    setup_console()
     try:
         launch(run, args, args.device, args.gpus)
     except TransferError as error:

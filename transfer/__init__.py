@@ -15,8 +15,8 @@
 ``transfer.protocols`` composes those stages, one module per protocol (linear, knn, few_shot,
 finetune, detection, dense); the top-level scripts parse options, call ``protocols.<name>.run``,
 print and write. ``transfer.sweep`` launches the grid of scripts (here or on Slurm), apart from
-everything else. ``transfer.runtime`` (device, precision, distributed, checkpoints, console) and
-the leaves ``errors`` and ``atomic`` serve every stage. Imports only go down this picture; the
-``datasets`` and ``models`` packages import nothing of ``transfer`` but ``errors`` and ``atomic``
-(tests/test_layers.py enforces both).
+everything else. ``transfer.runtime`` (device, precision, distributed, checkpoints) and the
+leaves ``errors``, ``atomic`` and ``console`` (log lines and progress bars that stay readable in
+a log file) serve every stage. Imports only go down this picture; the ``datasets`` and ``models``
+packages import nothing of ``transfer`` but the leaves (tests/test_layers.py enforces both).
 """

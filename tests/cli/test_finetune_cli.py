@@ -115,7 +115,7 @@ def test_an_unwritable_results_folder_fails_before_any_training(tmp_path, capsys
     assert line.startswith("finetune.py: error: cannot write to the results folder ")
 
 
-def test_seeds_repeat_the_final_run_once_the_grid_is_searched(tmp_path, capsys):
+def test_seeds_repeat_the_final_run_once_the_grid_is_searched(tmp_path, capsys, caplog):
     """--seeds 2 on digits: the grid is searched once, the final run is repeated with seeds 0 and
     1 (each a resumable record with its outputs), and the record holds their mean, a t-interval
     and a bootstrap interval of the mean; seed 0's run is the plain run."""
@@ -127,13 +127,14 @@ def test_seeds_repeat_the_final_run_once_the_grid_is_searched(tmp_path, capsys):
     plain = json.loads((tmp_path / "plain" / "finetune" / "random__digits.json").read_text())
     assert "seed_interval" not in plain
     capsys.readouterr()
+    caplog.clear()
 
     # the same grid records in another results folder: the seeds run must not train them again
     folder = tmp_path / "seeds" / "finetune"
     shutil.copytree(tmp_path / "plain" / "finetune" / "random__digits", folder / "random__digits")
     assert cli.main([*common, "--results-dir", str(tmp_path / "seeds"), "--seeds", "2"]) == 0
     out = capsys.readouterr().out
-    assert "grid: 2 points, 2 done, 0 to train" in out
+    assert "grid: 2 points, 2 done, 0 to train" in caplog.text  # the library logs its progress
     record = json.loads((folder / "random__digits.json").read_text())
     point = f"final_lr{record['lr']:.4g}_wd{record['wd']:.4g}"
     runs = [json.loads((folder / "random__digits" / f"{point}_seed{s}.json").read_text())
@@ -172,8 +173,9 @@ def test_seeds_repeat_the_final_run_once_the_grid_is_searched(tmp_path, capsys):
     # resumable: a finished seed is read back, a missing one is trained again, to the same number
     (folder / "random__digits.json").unlink()
     (folder / "random__digits" / f"{point}_seed1.json").unlink()
+    caplog.clear()
     assert cli.main([*common, "--results-dir", str(tmp_path / "seeds"), "--seeds", "2"]) == 0
-    out = capsys.readouterr().out
-    assert "[seed 1/2] 0: done" in out and "[seed 2/2] 1: test accuracy" in out
+    logged = caplog.text
+    assert "[seed 1/2] 0: done" in logged and "[seed 2/2] 1: test accuracy" in logged
     again = json.loads((folder / "random__digits.json").read_text())
     assert again["score"] == record["score"] and again["ci"] == record["ci"]

@@ -28,7 +28,7 @@ from transfer.classifiers.logreg import default_C_grid, fit_logreg, fit_logreg_g
 from transfer.features.cache import FeatureCache
 from transfer.features.many_shot import FeatureOptions, many_shot_features
 from transfer.protocols import linear as linear_protocol
-from transfer.records import results
+from transfer.records import provenance
 from transfer.records.outputs import read_test_outputs
 from transfer.stats import metrics
 from transfer.stats.bootstrap import bootstrap_ci
@@ -478,7 +478,7 @@ def test_digits_outputs_and_provenance(digits_run):
     options = made["options"]
     assert (options["wd_values"], options["bootstrap"], options["image_size"]) == (8, 2000, 16)
     assert "cache_dir" not in options and "workers" not in options
-    assert made["code"]["version"] == results.project_version()
+    assert made["code"]["version"] == provenance.project_version()
     if shutil.which("git") and (REPO_ROOT / ".git").exists():
         head = subprocess.run(
             ["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True

@@ -30,12 +30,19 @@ def test_train_evaluate(scripts, tmp_path: Path, monkeypatch) -> None:
 
     shown: list[dict] = []  # TRAIN.disp_iter: iterations between the bar's loss / acc updates
 
-    class Bar(train_loop.tqdm):
-        def set_postfix(self, **values):
-            shown.append({"iteration": self.n, **values})
-            super().set_postfix(**values)
+    def progress(*args, **kwargs):
+        bar = console_progress(*args, **kwargs)
+        show = bar.set_postfix
 
-    monkeypatch.setattr(train_loop, "tqdm", Bar)
+        def set_postfix(**values):
+            shown.append({"iteration": bar.n, **values})
+            show(**values)
+
+        bar.set_postfix = set_postfix
+        return bar
+
+    console_progress = train_loop.progress
+    monkeypatch.setattr(train_loop, "progress", progress)
     data, models = tmp_path / "data", tmp_path / "models"
     make_ade20k(data, n_train=4, n_val=2, num_class=6)
     write_common_checkpoint(models / "byol.pth")

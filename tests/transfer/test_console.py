@@ -1,4 +1,4 @@
-"""transfer/runtime/console.py: log lines as scripts print them, and progress bars that stay
+"""transfer/console.py: log lines as scripts print them, and progress bars that stay
 readable in a log file (a redirected run, a sweep cell's log, a Slurm job's output)."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import logging
 
-from transfer.runtime import console
+from transfer import console
 
 
 class _Terminal(io.StringIO):

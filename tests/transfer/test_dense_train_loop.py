@@ -28,7 +28,7 @@ def _scramble_generators() -> None:
     torch.manual_seed(1234)
 
 
-def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch, capsys):
+def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch, caplog):
     """6 iterations straight, or 2 then Ctrl-C then a rerun: the same weights bit for bit. The
     model has dropout, so this fails unless the generators are saved and restored."""
     batches = tiny_batches(tmp_path / "data")
@@ -49,7 +49,7 @@ def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch, c
     _scramble_generators()
     resumed = tiny_model()
     last = train_dense(resumed, batches, tiny_schedule(), tmp_path / "b", META, "cpu", seed=7)
-    assert "resuming from" in capsys.readouterr().out
+    assert "resuming from" in caplog.text
     assert last.name == "epoch_3.pth"
     for key, value in straight.state_dict().items():
         assert torch.equal(resumed.state_dict()[key], value), key

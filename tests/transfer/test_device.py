@@ -98,6 +98,9 @@ def test_autocast_only_for_bf16():
 
 
 def _load(path: str):
+    """The module that parses a script's arguments: its protocol, or the script itself."""
+    if "/" not in path:
+        return importlib.import_module(f"transfer.protocols.{path.removesuffix('.py')}")
     spec = importlib.util.spec_from_file_location(path.replace("/", "_"), REPO / path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -5,10 +5,10 @@ import torch
 
 from datasets import build_transform, load_split
 from models.loader import load_backbone
+from transfer.console import setup_console
 from transfer.features.cache import FeatureCache, cached_features
 from transfer.features.extract import extract_features
 from transfer.features.many_shot import features_of_subset
-from transfer.runtime.console import setup_console
 
 
 def _digits(n=24):
@@ -146,6 +146,7 @@ def test_an_unwritable_cache_folder_fails_before_any_work(tmp_path):
 
 
 def test_each_precision_is_its_own_cache_entry_and_records_the_device(tmp_path):
+    from transfer.runtime.device import device_name
     from transfer.runtime.precision import PRECISIONS
 
     backbone = load_backbone("random")
@@ -161,5 +162,7 @@ def test_each_precision_is_its_own_cache_entry_and_records_the_device(tmp_path):
         assert not hit, name  # fp32 features never stand in for tf32 or bf16 ones
         stored = torch.load(cache.path(backbone.name, split, backbone.identity,
                                        transform.transform_id, name), weights_only=True)
-        assert (stored["precision"], stored["device"]) == (name, "cpu")
+        # one name for the device in cache entries and in provenance
+        assert (stored["precision"], stored["device"]) == (name, device_name("cpu"))
+        assert stored["device"].startswith("cpu: ")
     assert len(list(tmp_path.rglob("*.pt"))) == 3

@@ -14,7 +14,7 @@ from scipy.special import softmax
 
 from datasets import load_split
 from transfer.atomic import WriteError
-from transfer.records import results
+from transfer.records import outputs, provenance, results
 from transfer.stats import metrics
 
 
@@ -64,10 +64,10 @@ def test_single_label_outputs_keep_argmax_and_softmax(tmp_path):
     logits[1, 2] = logits[1].max() + 1e6  # gaps beyond float16's range
     targets = rng.integers(0, 7, 200)
     record = tmp_path / "linear" / "m__d.json"
-    path = results.write_test_outputs(record, targets, logits)
+    path = outputs.write_test_outputs(record, targets, logits)
     assert path == tmp_path / "linear" / "m__d.npz"
     assert [p.name for p in path.parent.iterdir()] == ["m__d.npz"]  # no temporary file left
-    stored = results.read_test_outputs(record)
+    stored = outputs.read_test_outputs(record)
     assert stored["scores"].dtype == np.float16 and stored["targets"].dtype == np.int64
     np.testing.assert_array_equal(stored["targets"], targets)
     np.testing.assert_array_equal(stored["classes"], np.arange(7))
@@ -84,8 +84,8 @@ def test_multilabel_outputs_keep_the_ranking_in_each_column(tmp_path):
     rng = np.random.default_rng(1)
     targets = (rng.random((300, 4)) < 0.3).astype(np.uint8)
     scores = targets + rng.normal(scale=1.0, size=(300, 4)) + 20.0  # float16 would tie these
-    results.write_test_outputs(tmp_path / "r.json", targets, scores, classes=np.arange(4))
-    stored = results.read_test_outputs(tmp_path / "r.npz")
+    outputs.write_test_outputs(tmp_path / "r.json", targets, scores, classes=np.arange(4))
+    stored = outputs.read_test_outputs(tmp_path / "r.npz")
     assert stored["targets"].dtype == np.uint8 and stored["scores"].dtype == np.float32
     assert metrics.voc11_map(stored["targets"], stored["scores"]) == pytest.approx(
         metrics.voc11_map(targets, scores), abs=1e-9
@@ -94,9 +94,9 @@ def test_multilabel_outputs_keep_the_ranking_in_each_column(tmp_path):
 
 def test_outputs_reject_mismatched_shapes(tmp_path):
     with pytest.raises(ValueError, match="scores must be"):
-        results.write_test_outputs(tmp_path / "r.json", np.zeros(3), np.zeros((4, 2)))
+        outputs.write_test_outputs(tmp_path / "r.json", np.zeros(3), np.zeros((4, 2)))
     with pytest.raises(ValueError, match="classes must be"):
-        results.write_test_outputs(tmp_path / "r.json", np.zeros(3), np.zeros((3, 2)), [0])
+        outputs.write_test_outputs(tmp_path / "r.json", np.zeros(3), np.zeros((3, 2)), [0])
     assert not any(tmp_path.iterdir())
 
 
@@ -116,27 +116,27 @@ def test_code_version_of_a_checkout_and_of_a_plain_folder(tmp_path):
     head = subprocess.run(
         ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True
     ).stdout.strip()
-    assert results.code_version(repo) == {"version": "1.2.3", "commit": head, "dirty": False}
+    assert provenance.code_version(repo) == {"version": "1.2.3", "commit": head, "dirty": False}
     (repo / "results").mkdir()
     (repo / "results" / "r.json").write_text("{}")  # ignored output: still clean
-    assert results.code_version(repo)["dirty"] is False
+    assert provenance.code_version(repo)["dirty"] is False
     (repo / "new_module.py").write_text("")  # untracked code counts
-    assert results.code_version(repo)["dirty"] is True
+    assert provenance.code_version(repo)["dirty"] is True
     (repo / "new_module.py").unlink()
     (repo / "pyproject.toml").write_text('[project]\nname = "x"\nversion = "1.2.4"\n')
-    assert results.code_version(repo) == {"version": "1.2.4", "commit": head, "dirty": True}
+    assert provenance.code_version(repo) == {"version": "1.2.4", "commit": head, "dirty": True}
 
     plain = tmp_path / "plain"
     plain.mkdir()
-    assert results.code_version(plain) == {"version": None, "commit": None, "dirty": None}
+    assert provenance.code_version(plain) == {"version": None, "commit": None, "dirty": None}
 
 
 def test_code_version_without_git(tmp_path, monkeypatch):
     def no_git(*args, **kwargs):
         raise FileNotFoundError("git")
 
-    monkeypatch.setattr(results.subprocess, "run", no_git)
-    assert results.code_version()["commit"] is None
+    monkeypatch.setattr(provenance.subprocess, "run", no_git)
+    assert provenance.code_version()["commit"] is None
 
 
 def test_provenance_contents():
@@ -150,7 +150,7 @@ def test_provenance_contents():
         "workers": 4,
         "n_support": (1, 5),
     }
-    made = results.provenance(
+    made = provenance.provenance(
         "abc123", {"trainval": trainval, "test": test.identity}, {"eval": "eval-224-norm"},
         arguments, "cpu",
     )  # fmt: skip
@@ -158,6 +158,6 @@ def test_provenance_contents():
     assert made["splits"] == {"trainval": trainval.identity, "test": test.identity}
     assert made["transform"] == {"eval": "eval-224-norm"}
     assert made["options"] == {"C": None, "model": "m", "n_support": [1, 5], "wd_values": 45}
-    assert made["code"]["version"] == results.project_version()
+    assert made["code"]["version"] == provenance.project_version()
     assert set(made["versions"]) >= {"torch", "numpy", "scikit-learn"}
     assert made["device"].startswith("cpu")

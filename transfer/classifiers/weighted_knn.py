@@ -21,8 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from transfer import console
 from transfer.errors import TransferError
-from transfer.runtime import console
 
 METRIC_SPACES = ("cosine", "l2")
 DEFAULT_KS = (10, 20, 100, 200)

@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from datasets import ImageDataset, Split
-from transfer.runtime import console
+from transfer import console
 from transfer.runtime.device import use_device
 from transfer.runtime.precision import autocast, check_precision, float32_mode
 

@@ -55,8 +55,14 @@ def add_model_arguments(parser: argparse.ArgumentParser, dataset: str) -> None:
     parser.add_argument("-d", "--dataset", default=dataset, help="dataset name")
 
 
-def add_location_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--models-dir`` and ``--data-root``; ``None`` means the environment's or the default."""
+def add_location_arguments(parser: argparse.ArgumentParser, *, device: bool = False,
+                           results: bool = False) -> None:
+    """``--models-dir`` and ``--data-root`` (``None`` means the environment's or the default);
+    with ``device``, ``--device``; with ``results``, ``--results-dir``."""
+    if device:
+        add_device_argument(parser)
+    if results:
+        add_results_dir_argument(parser)
     parser.add_argument(
         "--models-dir",
         default=None,
@@ -73,6 +79,12 @@ def add_location_arguments(parser: argparse.ArgumentParser) -> None:
 def default_device() -> str:
     """CUDA when there is a GPU, else the CPU."""
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def add_device_argument(parser: argparse.ArgumentParser) -> None:
+    """``--device``: cuda, cuda:N or cpu, checked when parsed (MPS refused with the reason)."""
+    parser.add_argument("--device", type=device_argument, default=default_device(),
+                        help="cpu, cuda or cuda:N (default: %(default)s)")
 
 
 def add_backbone_arguments(parser: argparse.ArgumentParser) -> None:
@@ -162,9 +174,7 @@ def add_feature_arguments(parser: argparse.ArgumentParser) -> None:
         help="no ImageNet normalisation (implied for simclr-v1/v2)",
     )
     add_backbone_arguments(parser)
-    parser.add_argument(
-        "--device", type=device_argument, default=default_device(), help="cuda, cuda:N or cpu"
-    )
+    add_device_argument(parser)
     add_precision_argument(parser, "the feature pass")
     parser.add_argument(
         "-b", "--batch-size", type=positive_int, default=64, help="batch size of the feature pass"
@@ -175,12 +185,17 @@ def add_feature_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="feature cache (default: $SSL_TRANSFER_CACHE, else features/)",
     )
+    add_results_dir_argument(parser)
+    add_location_arguments(parser)
+
+
+def add_results_dir_argument(parser: argparse.ArgumentParser) -> None:
+    """``--results-dir``, where every script writes its records."""
     parser.add_argument(
         "--results-dir",
         default=None,
         help="where result JSON files go (default: $SSL_TRANSFER_RESULTS, else results/)",
     )
-    add_location_arguments(parser)
 
 
 def add_bootstrap_argument(parser: argparse.ArgumentParser) -> None:

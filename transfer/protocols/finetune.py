@@ -31,8 +31,8 @@ from transfer.protocols.arguments import (
     add_bootstrap_argument,
     add_location_arguments,
     add_precision_argument,
+    add_results_dir_argument,
     backbone_options,
-    default_device,
 )
 from transfer.protocols.finetune_runs import (
     PROTOCOL,
@@ -50,7 +50,6 @@ from transfer.protocols.finetune_runs import (
 )
 from transfer.records.outputs import compact_scores, write_test_outputs
 from transfer.records.results import result_path, write_result
-from transfer.runtime.device import device_argument
 from transfer.runtime.distributed import SINGLE_PROCESS, Distributed
 from transfer.stats.bootstrap import interval_fields, interval_line
 from transfer.stats.calibration import calibration_record
@@ -79,9 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="train on the evaluation transform (no augmentation)")
     parser.add_argument("-n", "--no-norm", action="store_true",
                         help="no ImageNet normalisation (implied for simclr-v1/-v2)")
-    parser.add_argument("--device", type=device_argument, default=default_device(),
-                        help="cuda, cuda:N or cpu (torchrun: each rank takes cuda:LOCAL_RANK)")
-    add_location_arguments(parser)
+    # under torchrun each rank takes cuda:LOCAL_RANK
+    add_location_arguments(parser, device=True)
     add_backbone_arguments(parser)
     parser.add_argument("--lr", type=float, default=None,
                         help="learning rate: with --wd, skips the search")
@@ -91,8 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seed of the head, data order and augmentation")
     add_precision_argument(parser, "training and evaluation")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
-    parser.add_argument("--results-dir", default=None,
-                        help="where results/ go (default: $SSL_TRANSFER_RESULTS, else results/)")
+    add_results_dir_argument(parser)
     parser.add_argument("--checkpoint-every", type=int, default=500, metavar="N",
                         help="save a resumable checkpoint every N steps (0: never)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")

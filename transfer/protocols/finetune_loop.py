@@ -30,8 +30,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from transfer import console
 from transfer.errors import TransferError
-from transfer.runtime import console
 from transfer.runtime.checkpoint import load_checkpoint, save_checkpoint
 from transfer.runtime.device import use_device
 from transfer.runtime.distributed import (

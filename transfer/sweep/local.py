@@ -17,6 +17,7 @@ from pathlib import Path
 
 from models.registry import REPO_ROOT
 from models.resolve import model_label
+from transfer.console import progress as console_progress
 from transfer.sweep import guard
 from transfer.sweep.plan import Cell, SweepError
 from transfer.sweep.summary import Outcome, finished, log_tail
@@ -98,8 +99,6 @@ def group_cells(cells: Iterable[Cell]) -> list[list[Cell]]:
 def run_local(cells: Sequence[Cell], jobs: int, log_dir: Path, progress: bool = True,
               report: Callable[[str], None] | None = None) -> list[Outcome]:
     """Run cells ``jobs`` at a time on this machine; failures are reported, never raised."""
-    from tqdm import tqdm
-
     if jobs < 1:
         raise SweepError(f"--jobs {jobs}: expected at least 1")
     if not cells:
@@ -107,7 +106,7 @@ def run_local(cells: Sequence[Cell], jobs: int, log_dir: Path, progress: bool = 
     outcomes: dict[int, Outcome] = {}
     index = {id(cell): i for i, cell in enumerate(cells)}
     stop, lock = threading.Event(), threading.Lock()
-    bar = tqdm(total=len(cells), desc="sweep", unit="cell", disable=not progress)
+    bar = console_progress(total=len(cells), desc="sweep", unit="cell", enabled=progress)
     say = report or bar.write
     env, running = cell_environment(jobs), set()
 

@@ -74,7 +74,7 @@ class SlurmOptions:
 
 
 # The script's output reaches the job's log as it is printed, not when a pipe buffer fills
-# (its progress bars write a line at most every 30 s there: transfer.runtime.console).
+# (its progress bars write a line at most every 30 s there: transfer.console).
 _JOB_SETUP = ["export PYTHONUNBUFFERED=1"]
 
 

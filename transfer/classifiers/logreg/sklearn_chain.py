@@ -20,7 +20,7 @@ import numpy as np
 
 from transfer.classifiers.logreg.checks import check_stopping, sklearn_tol
 from transfer.classifiers.logreg.model import BINARY_C_FACTOR, LinearModel
-from transfer.runtime.console import progress
+from transfer.console import progress
 
 # What installed scikit-learn passes to scipy's L-BFGS-B (checked on 1.9): the torch chain
 # repeats its fits with the same options.

@@ -25,7 +25,7 @@ from transfer.classifiers.logreg.checks import sklearn_tol
 from transfer.classifiers.logreg.model import BINARY_C_FACTOR, LinearModel, LogregError
 from transfer.classifiers.logreg.objective import Objective
 from transfer.classifiers.logreg.sklearn_chain import SKLEARN_FTOL, SKLEARN_MAX_ITER, SKLEARN_MAX_LS
-from transfer.runtime.console import progress as progress_bar
+from transfer.console import progress as progress_bar
 
 logger = logging.getLogger(__name__)
 

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 import torch.multiprocessing as mp
 
+from transfer.console import setup_console
 from transfer.runtime.device import DeviceError
 
 
@@ -46,6 +47,7 @@ def _free_port() -> int:
 def _worker(rank: int, entry: Callable[..., Any], args: Any, ids: list[int]) -> None:
     # init_distributed puts each process on cuda:<LOCAL_RANK>: here, the rank's GPU id.
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(ids[rank]), WORLD_SIZE=str(len(ids)))
+    setup_console()  # a spawned process starts with logging unconfigured
     entry(args, "cuda")
 
 

@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from models.backbone import Backbone
+from transfer.console import progress
 from transfer.protocols.dense.decoders import PPM, DenseModel, class_probabilities
 from transfer.protocols.dense.encoder import ResNetStages, load_encoder
 from transfer.protocols.dense.normals import (
@@ -38,7 +39,6 @@ from transfer.protocols.dense.train_loop import (
     train_dense,
 )
 from transfer.runtime.checkpoint import read_checkpoint
-from transfer.runtime.console import progress
 from transfer.runtime.distributed import Distributed
 
 TRAIN_SCALES = (300, 375, 450, 525, 600)

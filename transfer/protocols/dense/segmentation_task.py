@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Subset
 from datasets.registry import default_data_root
 from models.backbone import Backbone
 from models.registry import REPO_ROOT, default_models_dir
+from transfer.console import progress
 from transfer.errors import TransferError
 from transfer.protocols.dense.ade20k import read_odgt
 from transfer.protocols.dense.decoders import DenseModel, UPerNet, class_probabilities
@@ -33,7 +34,6 @@ from transfer.protocols.dense.samples import DenseDataError, EvalImages, Geometr
 from transfer.protocols.dense.segmentation_metrics import confusion_matrix, segmentation_scores
 from transfer.protocols.dense.train_loop import Schedule, train_dense
 from transfer.runtime.checkpoint import read_checkpoint
-from transfer.runtime.console import progress
 from transfer.runtime.distributed import (
     SINGLE_PROCESS,
     Distributed,

@@ -27,9 +27,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from transfer.console import progress
 from transfer.protocols.dense.samples import DenseDataError, TrainBatches
 from transfer.runtime.checkpoint import load_checkpoint, save_checkpoint, seed_rank
-from transfer.runtime.console import progress
 from transfer.runtime.device import use_device
 from transfer.runtime.distributed import SINGLE_PROCESS, Distributed, all_reduce_sum, barrier
 

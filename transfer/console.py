@@ -78,11 +78,12 @@ class _LineFile:
 
 def progress(iterable: Iterable | None = None, *, total: int | None = None, desc: str = "",
              unit: str = "it", enabled: bool = True, initial: int = 0,
-             leave: bool = True) -> tqdm:
+             leave: bool = True, **extra: Any) -> tqdm:
     """A tqdm bar that redraws on a terminal and writes a line every ``LOG_INTERVAL_S`` seconds
-    elsewhere; ``enabled`` False gives a silent one (same interface)."""
+    elsewhere; ``enabled`` False gives a silent one (same interface). ``extra`` goes to tqdm
+    (``unit_scale``, ...)."""
     options: dict[str, Any] = {"total": total, "desc": desc, "unit": unit, "initial": initial,
-                               "disable": not enabled, "leave": leave}
+                               "disable": not enabled, "leave": leave, **extra}
     stream = sys.stderr
     if not (hasattr(stream, "isatty") and stream.isatty()):
         # maxinterval too: tqdm's monitor thread would otherwise force a line every 10 s
