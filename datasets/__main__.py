@@ -15,14 +15,14 @@ from transfer.errors import TransferError
 def _list(data_root: str | None) -> int:
     root = data_root or str(default_data_root())
     print(f"data root: {root}")
-    header = f"{'name':<13}{'folder':<14}{'classes':>8}  {'metric':<24}{'splits':<36}present"
+    header = f"{'name':<15}{'folder':<14}{'classes':>8}  {'metric':<24}{'splits':<36}present"
     print(header)
     print("-" * len(header))
     for spec in DATASETS.values():
         present = "demo" if spec.demo else ("yes" if dataset_dir(spec, root).is_dir() else "no")
         splits = ",".join(spec.splits)
         print(
-            f"{spec.name:<13}{spec.folder or '-':<14}{spec.num_classes:>8}  "
+            f"{spec.name:<15}{spec.folder or '-':<14}{spec.num_classes:>8}  "
             f"{spec.metric:<24}{splits:<36}{present}"
         )
     return 0
