@@ -129,16 +129,6 @@ def read_fashion_mnist(spec: DatasetSpec, root: Path, part: str, download: bool 
     )
 
 
-def write_idx_gz(path: Path, array: np.ndarray) -> None:
-    """Write a uint8 array as a gzipped IDX file (atomically): the official format, for subsets
-    and tests."""
-    array = np.ascontiguousarray(array, dtype=np.uint8)
-    header = (0x0800 + array.ndim).to_bytes(4, "big")
-    header += b"".join(int(size).to_bytes(4, "big") for size in array.shape)
-    with atomic_path(path) as tmp, gzip.open(tmp, "wb") as handle:
-        handle.write(header + array.tobytes())
-
-
 def file_digests(path: Path) -> tuple[str, str]:
     """(md5, sha256) of a file, read once."""
     md5, sha256 = hashlib.md5(), hashlib.sha256()
@@ -149,9 +139,11 @@ def file_digests(path: Path) -> tuple[str, str]:
     return md5.hexdigest(), sha256.hexdigest()
 
 
-def fetch_fashion_mnist(folder: Path, debian_dir: Path = DEBIAN_DIR) -> str:
-    """Fill ``folder`` with the four files: links to Debian's copy where it is installed (offline,
-    no space), else the official files downloaded and checked. Returns how they came."""
+def fetch_fashion_mnist(folder: Path, debian_dir: Path | None = None) -> str:
+    """Fill ``folder`` with the four files: links to Debian's copy (default ``DEBIAN_DIR``) where
+    it is installed (offline, no space), else the official files downloaded and checked. Returns
+    how they came: ``"debian"`` or ``"download"``."""
+    debian_dir = debian_dir or DEBIAN_DIR
     names = [name for pair in FILES.values() for name in pair]
     if all((debian_dir / name).is_file() for name in names):
         folder.mkdir(parents=True, exist_ok=True)
