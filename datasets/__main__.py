@@ -9,20 +9,21 @@ import sys
 from datasets.download import download_dataset
 from datasets.registry import DATASETS, dataset_dir, default_data_root
 from datasets.verify import verify_dataset
+from transfer.console import setup_console
 from transfer.errors import TransferError
 
 
 def _list(data_root: str | None) -> int:
     root = data_root or str(default_data_root())
     print(f"data root: {root}")
-    header = f"{'name':<13}{'folder':<14}{'classes':>8}  {'metric':<24}{'splits':<36}present"
+    header = f"{'name':<15}{'folder':<14}{'classes':>8}  {'metric':<24}{'splits':<36}present"
     print(header)
     print("-" * len(header))
     for spec in DATASETS.values():
         present = "demo" if spec.demo else ("yes" if dataset_dir(spec, root).is_dir() else "no")
         splits = ",".join(spec.splits)
         print(
-            f"{spec.name:<13}{spec.folder or '-':<14}{spec.num_classes:>8}  "
+            f"{spec.name:<15}{spec.folder or '-':<14}{spec.num_classes:>8}  "
             f"{spec.metric:<24}{splits:<36}{present}"
         )
     return 0
@@ -44,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     download.add_argument("name")
     download.add_argument("--data-root", default=None)
     args = parser.parse_args(argv)
+    setup_console()
 
     try:
         if args.command == "list":

@@ -40,7 +40,11 @@ def _fetch(spec: DatasetSpec, folder: Path) -> None:
     from torchvision import datasets as tv
 
     name = spec.name
-    if name in ("cifar10", "cifar100"):
+    if name == "fashion-mnist":
+        from datasets.idx_files import fetch_fashion_mnist
+
+        fetch_fashion_mnist(folder)
+    elif name in ("cifar10", "cifar100"):
         cls = tv.CIFAR10 if name == "cifar10" else tv.CIFAR100
         cls(str(folder), train=True, download=True)
     elif name == "dtd":
@@ -79,7 +83,7 @@ def _fetch(spec: DatasetSpec, folder: Path) -> None:
 
 AUTOMATIC = (
     "cifar10", "cifar100", "dtd", "food", "pets", "flowers", "aircraft", "eurosat",
-    "caltech101", "voc2007", "sun397",
+    "caltech101", "voc2007", "sun397", "fashion-mnist",
 )  # fmt: skip
 
 

@@ -26,6 +26,7 @@ from datasets import (
     cifar,
     csv_labels,
     digits,
+    idx_files,
     image_folders,
     json_lists,
     mat_files,
@@ -60,6 +61,7 @@ READERS: dict[str, Callable[..., Split]] = {
     "isic": csv_labels.read_isic,
     "chestx": csv_labels.read_chestx,
     "digits": digits.read_digits,
+    "fashion-mnist": idx_files.read_fashion_mnist,
 }
 
 

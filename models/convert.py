@@ -13,9 +13,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from models.efficientnet_lite import convert_package_file
 from models.errors import ModelError
 from models.haiku_pickle import load_byol_pickle
-from models.registry import BYOL_HAIKU, SIMCLR_V2_CONVERTED, TORCH, TORCHVISION, ModelSpec
+from models.registry import (
+    BYOL_HAIKU,
+    PYPI_PACKAGE,
+    SIMCLR_V2_CONVERTED,
+    TORCH,
+    TORCHVISION,
+    ModelSpec,
+)
 from models.resnet50 import build_trunk, check_common_format, trunk_shapes
 from models.weights import load_state_dict_file
 
@@ -200,8 +208,11 @@ def read_torch_checkpoint(path: str | Path) -> Mapping:
 
 
 def convert_file(spec: ModelSpec, path: str | Path):
-    """Convert the source file of ``spec`` to the common format: ``(state_dict, report)``."""
+    """Convert the source file of ``spec`` to the common format: ``(state_dict, report)``; a
+    timm architecture's file to that architecture's key names."""
     source = str(path)
+    if spec.source_format == PYPI_PACKAGE:
+        return convert_package_file(spec, path)
     if spec.source_format == BYOL_HAIKU:
         params, stats = load_byol_pickle(path)
         return convert_byol(params, stats, source)

@@ -10,6 +10,7 @@ from models.errors import ModelError
 from models.resnet50 import load_resnet50_file, random_backbone
 from models.resolve import RANDOM, resolve_model
 from models.timm_backbone import load_timm_backbone
+from models.zoo_timm import load_zoo_timm_backbone
 
 
 def load_backbone(
@@ -22,7 +23,8 @@ def load_backbone(
 
     A ResNet-50 file is loaded strictly into the torchvision trunk; registered models take their
     normalisation from the registry, any other file ImageNet's unless ``no_norm``. A ``timm:``
-    name is built by ``models.timm_backbone`` with ``options``, which other models refuse.
+    name is built by ``models.timm_backbone`` with ``options``, and so is a registered timm
+    architecture (``models.zoo_timm``); ResNet-50s refuse the options.
     """
     options = options or BackboneOptions()
     ref = resolve_model(name, models_dir)
@@ -33,6 +35,11 @@ def load_backbone(
                 "pretrained config's mean and std"
             )
         return load_timm_backbone(ref, options)
+    if ref.spec is not None and ref.spec.timm is not None and ref.path is not None:
+        if no_norm:
+            raise ModelError(f"--no-norm applies to ResNet-50 files; {name} is normalised with "
+                             "its registry's mean and std")
+        return load_zoo_timm_backbone(ref, options)
     if changed := options.changed():
         raise ModelError(
             f"{', '.join(changed)} apply to timm: models only; {name} is a ResNet-50 "

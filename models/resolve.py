@@ -77,12 +77,19 @@ def model_label(name: str, options: BackboneOptions | None = None) -> str:
     A registered or custom model keeps its name, a ``.pth`` path its file's stem. A timm model is
     ``timm-<architecture>[.<tag>]`` (``:`` is not allowed in Windows file names), followed by each
     non-default option, e.g. ``timm-vit_small_patch16_224+weights-mine+pool-avg+layers4``, so two
-    settings never overwrite each other's results.
+    settings never overwrite each other's results; so is a registered timm architecture
+    (``efficientnet-lite0+random-init``), the only other kind of model that takes options.
     """
-    if not name.startswith(TIMM_PREFIX):
-        return Path(name).stem if name.endswith(CHECKPOINT_SUFFIX) else name
     options = options or BackboneOptions()
-    parts = ["timm-" + name[len(TIMM_PREFIX) :]]
+    if not name.startswith(TIMM_PREFIX):
+        base = Path(name).stem if name.endswith(CHECKPOINT_SUFFIX) else name
+        return "+".join([base, *option_parts(options)])
+    return "+".join(["timm-" + name[len(TIMM_PREFIX) :], *option_parts(options)])
+
+
+def option_parts(options: BackboneOptions) -> list[str]:
+    """The label parts of the options that differ from the defaults, in a fixed order."""
+    parts = []
     if options.weights:
         parts.append("weights-" + Path(options.weights).stem)
     if options.random_init:
@@ -93,4 +100,4 @@ def model_label(name: str, options: BackboneOptions | None = None) -> str:
         parts.append(f"layers{options.layers}")
     if options.preprocess != "paper":
         parts.append(f"preprocess-{options.preprocess}")
-    return "+".join(parts)
+    return parts

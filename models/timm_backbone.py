@@ -168,9 +168,11 @@ def _data_config(model: nn.Module, dynamic: bool, preprocess: str) -> DataConfig
     )
 
 
-def load_timm_backbone(ref: ModelRef, options: BackboneOptions) -> Backbone:
+def load_timm_backbone(ref: ModelRef, options: BackboneOptions, label: str | None = None
+                       ) -> Backbone:
     """Build ``ref``'s timm model with ``options``; its identity names architecture, weights
-    (sha256), pool and layers, so two settings never share a cache entry."""
+    (sha256), pool and layers, so two settings never share a cache entry. ``label``: the name
+    results are filed under (default: ``model_label`` of the name and options)."""
     import timm
 
     if options.weights and options.random_init:
@@ -215,7 +217,7 @@ def load_timm_backbone(ref: ModelRef, options: BackboneOptions) -> Backbone:
     description = {"architecture": f"timm:{architecture}", "weights": weights,
                    "weights_sha256": sha, "pool": options.pool, "layers": options.layers,
                    "timm": timm.__version__}
-    return Backbone(features.eval(), model_label(ref.text, options), identity=identity,
+    return Backbone(features.eval(), label or model_label(ref.text, options), identity=identity,
                     data=_data_config(model, dynamic, options.preprocess),
                     feature_dim=features.feature_dim, description=description)
 

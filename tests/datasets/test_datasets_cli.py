@@ -132,7 +132,7 @@ def test_list_and_verify_as_a_module(data_root):
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     rows = {line.split()[0]: line.split()[-1] for line in listing.stdout.splitlines()[3:]}
-    assert rows["dtd"] == "yes" and rows["digits"] == "demo" and len(rows) == 16
+    assert rows["dtd"] == "yes" and rows["digits"] == "demo" and len(rows) == 17
     assert str(data_root) in listing.stdout
     missing = subprocess.run(
         [sys.executable, "-m", "datasets", "verify", "sun397", "--data-root", str(data_root / "x")],

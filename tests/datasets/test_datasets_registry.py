@@ -49,7 +49,7 @@ def test_cross_domain_records_are_few_shot_only(name):
 def test_digits_is_the_demo_set():
     spec = get_dataset_spec("digits")
     assert spec.demo and spec.default_image_size == 64 and spec.num_classes == 10
-    assert set(DATASETS) == set(SPEC_TABLE) | set(CROSS_DOMAIN) | {"digits"}
+    assert set(DATASETS) == set(SPEC_TABLE) | set(CROSS_DOMAIN) | {"digits", "fashion-mnist"}
 
 
 def test_unknown_name_lists_the_known_ones():
