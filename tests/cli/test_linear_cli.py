@@ -159,8 +159,8 @@ def test_chosen_C_and_score_equal_an_independent_sklearn_run(dataset, models_dir
 def test_torch_solver_runs_the_same_protocol(models_dir, tmp_path, capsys):
     """--solver torch: the grid on train -> val and the warm-started refit on trainval, as the
     sklearn run. Its chain is compared fit for fit with scikit-learn in
-    tests/transfer/test_logreg.py; on these 2048-d features of 36 images the capped fits are
-    too ill-conditioned for two implementations to agree to the sample, so this checks the
+    tests/transfer/classifiers/test_logreg.py; on these 2048-d features of 36 images the capped
+    fits are too ill-conditioned for two implementations to agree to the sample, so this checks the
     protocol's wiring against the library's torch fits."""
     data_root = tmp_path / "data"
     write_layout("dtd", data_root, per_class=12)

@@ -10,7 +10,7 @@ form and subspace step), the line search is MINPACK-2's ``dcsrch`` (More and Thu
 L-BFGS-B's constants, a pair is skipped when ``s'y <= eps * (-g'd)``, a failed line search resets
 the memory, and a run stops on ``max |g| <= gtol``, on the relative reduction ``ftol``, or after
 ``max_iter`` iterations. Iterates match scipy's to rounding in float64 (tests/transfer/
-test_lbfgsb.py); in float32 they drift slowly, and dot products are summed in float64.
+classifiers/test_lbfgsb.py); in float32 they drift slowly, and dot products are summed in float64.
 """
 
 from __future__ import annotations

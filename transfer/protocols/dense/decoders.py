@@ -1,7 +1,8 @@
 """The two decoders of docs/protocols.md, "Dense prediction": PSP pyramid pooling (surface normals)
 and UPerNet (segmentation), with the MIT CSAIL toolkit's architecture and parameter names.
-``tests/transfer/test_dense_decoders.py`` checks this against the toolkit's PPM and UPerNet
-(written out from ``mit_semseg/models/models.py`` of CSAILVision/semantic-segmentation-pytorch):
+``tests/transfer/protocols/dense/test_decoders.py`` checks this against the toolkit's PPM and
+UPerNet (written out from ``mit_semseg/models/models.py`` of
+CSAILVision/semantic-segmentation-pytorch):
 the same state dict loads strictly into both, and the outputs are identical, in eval and in train
 mode (the toolkit's log_softmax for training and upsample + softmax for inference applied to
 ours), as are the BatchNorm running statistics after a training step. The toolkit's BatchNorm is

@@ -30,7 +30,7 @@ import torch.multiprocessing as mp
 from datasets import load_split
 from tests.fixtures.finetune_ddp_worker import train_tiny
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 STEPS = 6
 
 

@@ -13,7 +13,7 @@ from tests.fixtures.dense_data import make_ade20k, write_common_checkpoint
 from transfer.protocols.dense import normals_task, segmentation_task
 from transfer.protocols.dense.encoder import ResNetStages, load_encoder
 
-CONFIG = Path(__file__).resolve().parents[2] / "semantic-segmentation" / "selfsupconfig"
+CONFIG = Path(__file__).resolve().parents[4] / "semantic-segmentation" / "selfsupconfig"
 
 
 @pytest.fixture(scope="module")
