@@ -46,9 +46,11 @@ class Detectron2ConversionError(ModelError):
 def detection_models() -> dict[str, bool]:
     """Model name -> whether it takes ImageNet normalisation, for every model with configs.
 
-    ``random`` has no pretrained weights to transfer, so it has no detection configs.
+    ``random`` has no pretrained weights to transfer, and the configs build a ResNet-50, so
+    neither ``random`` nor a timm architecture of the zoo (EfficientNet-Lite) has configs.
     """
-    return {name: spec.normalize for name, spec in MODELS.items() if name != "random"}
+    return {name: spec.normalize for name, spec in MODELS.items()
+            if name != "random" and spec.timm is None}
 
 
 def detectron2_key(key: str) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.fixtures.detectron2_checkpoints import write_common_checkpoint
+from tests.fixtures.checkpoints import write_common_checkpoint
 from tests.fixtures.detectron2_scripts import REPO, load_script
 
 PAPER_MODELS = [
@@ -27,7 +27,7 @@ def script():
 
 def test_converts_present_and_skips_missing_model(tmp_path: Path) -> None:
     models_dir = tmp_path / "models"
-    saved = write_common_checkpoint(models_dir, "byol", seed=1)
+    saved = write_common_checkpoint(models_dir / "byol.pth", seed=1)
     env = {**os.environ, "SSL_TRANSFER_MODELS": str(models_dir)}  # default --models-dir
     proc = subprocess.run(
         [sys.executable, "convert_to_detectron2.py", "--models", "byol", "swav"],
@@ -73,10 +73,10 @@ def test_none_converted_exits_nonzero(script, tmp_path: Path, capsys) -> None:
 def test_bad_checkpoint_fails_naming_key_and_writes_nothing(script, tmp_path: Path, capsys):
     import torch
 
-    state_dict = write_common_checkpoint(tmp_path, "moco-v2")
+    state_dict = write_common_checkpoint(tmp_path / "moco-v2.pth", seed=0)
     state_dict["fc.bias"] = torch.zeros(1000)
     torch.save(state_dict, tmp_path / "moco-v2.pth")
-    write_common_checkpoint(tmp_path, "swav")
+    write_common_checkpoint(tmp_path / "swav.pth", seed=0)
     code = script.main(["--models", "moco-v2", "swav", "--models-dir", str(tmp_path)])
     _, err = capsys.readouterr()
     assert code == 1
@@ -96,7 +96,7 @@ def test_unreadable_checkpoint_is_a_clear_error(script, tmp_path: Path, capsys) 
 def test_crash_mid_write_keeps_previous_pickle(script, tmp_path: Path, monkeypatch) -> None:
     import models.detectron2 as d2
 
-    write_common_checkpoint(tmp_path, "byol")
+    write_common_checkpoint(tmp_path / "byol.pth", seed=0)
     out = tmp_path / "detectron2" / "byol.pkl"
     out.parent.mkdir()
     out.write_bytes(b"previous")
@@ -114,8 +114,8 @@ def test_crash_mid_write_keeps_previous_pickle(script, tmp_path: Path, monkeypat
 
 def test_custom_models_convert_by_name_and_by_path(script, tmp_path: Path, capsys) -> None:
     models_dir = tmp_path / "models"
-    mine = write_common_checkpoint(models_dir, "my-model", seed=3)
-    elsewhere = write_common_checkpoint(tmp_path / "elsewhere", "other-net", seed=4)
+    mine = write_common_checkpoint(models_dir / "my-model.pth", seed=3)
+    elsewhere = write_common_checkpoint(tmp_path / "elsewhere" / "other-net.pth", seed=4)
     argv = ["--models", "my-model", str(tmp_path / "elsewhere" / "other-net.pth"),
             "--models-dir", str(models_dir)]  # fmt: skip
     assert script.main(argv) == 0
@@ -138,7 +138,7 @@ def test_missing_custom_model_says_how_to_make_it(script, tmp_path: Path, capsys
 
 
 def test_custom_model_is_converted_and_a_missing_one_named(script, tmp_path: Path, capsys):
-    saved = write_common_checkpoint(tmp_path, "my-resnet", seed=2)
+    saved = write_common_checkpoint(tmp_path / "my-resnet.pth", seed=2)
     assert script.main(["--models", "my-resnet", "--models-dir", str(tmp_path)]) == 0
     with open(tmp_path / "detectron2" / "my-resnet.pkl", "rb") as f:
         model = pickle.load(f)["model"]
@@ -156,7 +156,7 @@ def test_custom_model_is_converted_and_a_missing_one_named(script, tmp_path: Pat
 ])
 def test_timm_and_random_are_refused_before_any_conversion(script, tmp_path, capsys, name,
                                                            message):
-    write_common_checkpoint(tmp_path, "byol")
+    write_common_checkpoint(tmp_path / "byol.pth", seed=0)
     assert script.main(["--models", "byol", name, "--models-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from models.detectron2 import read_detectron2_checkpoint
-from tests.fixtures.detectron2_checkpoints import write_common_checkpoint
+from tests.fixtures.checkpoints import write_common_checkpoint
 from tests.fixtures.detectron2_scripts import load_script
 from tests.fixtures.detectron2_shim import NOT_INSTALLED, import_detectron2
 from tests.fixtures.detectron2_voc import write_base_config
@@ -28,7 +28,7 @@ PAPER_MODELS = [
 
 def test_all_28_configs_load_converted_checkpoints(tmp_path: Path, capsys) -> None:
     models = tmp_path / "models"
-    write_common_checkpoint(models, "byol", seed=11)
+    write_common_checkpoint(models / "byol.pth", seed=11)
     convert = load_script("convert_to_detectron2.py")
     assert convert.main(["--models", "byol", "--models-dir", str(models)]) == 0
     pickles = models / "detectron2"
@@ -60,7 +60,7 @@ def test_configs_for_a_symlinked_checkout_load_from_anywhere(tmp_path: Path, mon
     (tmp_path / "work").mkdir()
     (tmp_path / "work" / "detectron2").symlink_to(real, target_is_directory=True)
     models = tmp_path / "models"
-    write_common_checkpoint(models, "swav", seed=2)
+    write_common_checkpoint(models / "swav.pth", seed=2)
     assert load_script("convert_to_detectron2.py").main(
         ["--models", "swav", "--models-dir", str(models)]) == 0  # fmt: skip
     out = tmp_path / "configs"

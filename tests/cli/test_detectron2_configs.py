@@ -165,9 +165,9 @@ def test_check_configs_missing_pickle_is_one_line(checker, tmp_path: Path, capsy
 
 def test_check_configs_corrupt_pickle_is_one_line(checker, tmp_path: Path, capsys) -> None:
     from models.detectron2 import convert_checkpoint
-    from tests.fixtures.detectron2_checkpoints import write_common_checkpoint
+    from tests.fixtures.checkpoints import write_common_checkpoint
 
-    write_common_checkpoint(tmp_path, "swav")
+    write_common_checkpoint(tmp_path / "swav.pth", seed=0)
     pkl = convert_checkpoint(tmp_path / "swav.pth", tmp_path / "detectron2" / "swav.pkl")
     pkl.write_bytes(pkl.read_bytes()[:100_000])  # a copy cut short
     argv = ["--detectron2", str(fake_checkout(tmp_path)), "--models-dir", str(tmp_path)]

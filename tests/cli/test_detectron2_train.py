@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.fixtures.detectron2_checkpoints import write_common_checkpoint
+from tests.fixtures.checkpoints import write_common_checkpoint
 from tests.fixtures.detectron2_scripts import REPO, load_script
 from tests.fixtures.detectron2_shim import NOT_INSTALLED, import_detectron2
 from tests.fixtures.detectron2_voc import write_base_config, write_tiny_voc
@@ -42,7 +42,7 @@ def readme_layout(tmp_path: Path, mode: str, model: str) -> Path:
     config = repo / "detectron2-configs" / mode / f"{model}.yaml"
     config.parent.mkdir(parents=True)
     shutil.copy(REPO / "detectron2-configs" / mode / f"{model}.yaml", config)
-    write_common_checkpoint(repo / "models", model, seed=5)
+    write_common_checkpoint(repo / "models" / f"{model}.pth", seed=5)
     convert = load_script("convert_to_detectron2.py")
     assert convert.main(["--models", model, "--models-dir", str(repo / "models")]) == 0
     return checkout / "tools"

@@ -12,7 +12,7 @@ import torch
 import few_shot
 from datasets import build_transform, load_split
 from models.loader import load_backbone
-from tests.fixtures.checkpoints import write_common_format
+from tests.fixtures.checkpoints import write_common_checkpoint
 from tests.fixtures.dataset_layouts import write_layout
 from transfer.classifiers.protonet import sample_episodes
 from transfer.protocols import few_shot as few_shot_protocol
@@ -21,7 +21,7 @@ from transfer.protocols import few_shot as few_shot_protocol
 @pytest.fixture(scope="module")
 def models_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("models")
-    write_common_format(folder / "tiny-resnet.pth", seed=9)
+    write_common_checkpoint(folder / "tiny-resnet.pth", seed=9)
     return folder
 
 

@@ -16,7 +16,7 @@ import knn
 from datasets import load_split
 from models.loader import load_backbone
 from tests.cli.test_linear_cli import direct_features, linear_argv
-from tests.fixtures.checkpoints import write_common_format
+from tests.fixtures.checkpoints import write_common_checkpoint
 from tests.fixtures.dataset_layouts import write_layout
 from transfer.classifiers.weighted_knn import sample_per_class
 from transfer.features.cache import FeatureCache
@@ -31,7 +31,7 @@ T = 0.07
 @pytest.fixture(scope="module")
 def models_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("models")
-    write_common_format(folder / "tiny-resnet.pth", seed=7)
+    write_common_checkpoint(folder / "tiny-resnet.pth", seed=7)
     return folder
 
 

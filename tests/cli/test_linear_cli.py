@@ -22,7 +22,7 @@ from datasets import build_transform, load_split
 from models.loader import load_backbone
 from models.registry import REPO_ROOT
 from models.resnet50 import random_backbone
-from tests.fixtures.checkpoints import write_common_format
+from tests.fixtures.checkpoints import write_common_checkpoint
 from tests.fixtures.dataset_layouts import write_layout, write_overlapping_images
 from transfer.classifiers.logreg import default_C_grid, fit_logreg, fit_logreg_grid
 from transfer.features.cache import FeatureCache
@@ -40,7 +40,7 @@ IMAGE_SIZE = 32
 @pytest.fixture(scope="module")
 def models_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("models")
-    write_common_format(folder / "tiny-resnet.pth", seed=7)
+    write_common_checkpoint(folder / "tiny-resnet.pth", seed=7)
     return folder
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.fixtures.dense_data import make_nyuv2, write_common_checkpoint
+from tests.fixtures.checkpoints import write_common_checkpoint
+from tests.fixtures.dense_data import make_nyuv2
 from tests.fixtures.detectron2_scripts import REPO, load_script
 
 FOLDER = "surface-normal-estimation"

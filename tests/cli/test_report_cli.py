@@ -11,8 +11,8 @@ import pytest
 
 import report as report_script
 import sweep as sweep_script
+from tests.fixtures.checkpoints import write_common_checkpoint
 from tests.fixtures.dataset_layouts import write_layout
-from tests.fixtures.detectron2_checkpoints import write_common_checkpoint
 from transfer.report import PAPER_DIR
 from transfer.stats import bootstrap, comparisons
 
@@ -122,7 +122,7 @@ def test_a_sweep_of_two_models_reports_intervals_and_significance_marks(tmp_path
     shows intervals (±), significance marks (bold) and rank intervals; the pairs table's p-values
     follow from the records' per-image outputs; a second sweep skips every cell."""
     write_layout("dtd", tmp_path / "data", per_class=4)
-    write_common_checkpoint(tmp_path / "models", "tiny")
+    write_common_checkpoint(tmp_path / "models" / "tiny.pth", seed=0)
     results = tmp_path / "results"
     argv = ["--models", "random", "tiny", "--datasets", "digits", "dtd", "--protocols", "linear",
             "--results-dir", str(results), "--models-dir", str(tmp_path / "models"),

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from tests.fixtures.dense_data import make_ade20k, write_common_checkpoint
+from tests.fixtures.checkpoints import write_common_checkpoint
+from tests.fixtures.dense_data import make_ade20k
 from tests.fixtures.detectron2_scripts import load_script
 from transfer.protocols.dense.decoders import class_probabilities
 from transfer.protocols.dense.samples import decode_label

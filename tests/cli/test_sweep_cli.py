@@ -10,8 +10,8 @@ import pytest
 
 import report as report_script
 import sweep as sweep_script
+from tests.fixtures.checkpoints import write_common_checkpoint
 from tests.fixtures.dataset_layouts import write_layout
-from tests.fixtures.detectron2_checkpoints import write_common_checkpoint
 
 MODELS = ("random", "tiny")
 DATASETS = ("dtd", "aircraft")
@@ -34,7 +34,7 @@ def _summary_row(out: str, protocol: str) -> list[str]:
 def test_sweep_runs_the_grid_then_skips_it_and_report_reads_it(tmp_path, capsys):
     for dataset in DATASETS:
         write_layout(dataset, tmp_path / "data", per_class=3)
-    write_common_checkpoint(tmp_path / "models", "tiny")
+    write_common_checkpoint(tmp_path / "models" / "tiny.pth", seed=0)
 
     assert sweep_script.main(_argv(tmp_path, "--jobs", "2")) == 0
     out = capsys.readouterr().out

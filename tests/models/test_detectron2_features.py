@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from models.detectron2 import convert_checkpoint
-from tests.fixtures.detectron2_checkpoints import write_common_checkpoint
+from tests.fixtures.checkpoints import write_common_checkpoint
 from tests.fixtures.detectron2_features import (
     STAGES,
     detectron2_stages,
@@ -35,7 +35,7 @@ if import_detectron2() is None:
     ("frozen", "byol"), ("finetune", "byol"), ("finetune", "simclr-v1"),
 ])  # fmt: skip
 def test_detectron2_stages_equal_torchvision_layers(tmp_path: Path, mode: str, model: str) -> None:
-    saved = write_common_checkpoint(tmp_path / "models", model, seed=7)
+    saved = write_common_checkpoint(tmp_path / "models" / f"{model}.pth", seed=7)
     pkl = convert_checkpoint(tmp_path / "models" / f"{model}.pth", tmp_path / f"{model}.pkl")
     base = write_base_config(tmp_path / "detectron2")
     config = with_base(REPO / "detectron2-configs" / mode / f"{model}.yaml", base, tmp_path)

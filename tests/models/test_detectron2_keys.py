@@ -13,7 +13,7 @@ from models.detectron2 import (
     to_detectron2,
 )
 from models.errors import ModelError
-from tests.fixtures.detectron2_checkpoints import seeded_common_state_dict
+from tests.fixtures.checkpoints import common_state_dict
 
 BN_PARAMS = ("weight", "bias", "running_mean", "running_var")  # FrozenBN's: no counter
 
@@ -54,7 +54,7 @@ def detectron2_resnet50_names() -> set[str]:
 
 @pytest.fixture(scope="module")
 def state_dict() -> dict[str, torch.Tensor]:
-    return seeded_common_state_dict(seed=3)
+    return common_state_dict(seed=3)
 
 
 @pytest.mark.parametrize(

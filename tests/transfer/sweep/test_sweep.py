@@ -14,8 +14,8 @@ import pytest
 from datasets import load_split
 from models import load_backbone
 from models.registry import PAPER_MODELS, REPO_ROOT
+from tests.fixtures.checkpoints import write_common_checkpoint
 from tests.fixtures.dataset_layouts import write_layout
-from tests.fixtures.detectron2_checkpoints import write_common_checkpoint
 from transfer import sweep
 from transfer.sweep import Cell, SlurmOptions, SweepError, SweepOptions
 from transfer.sweep.local import THREAD_VARIABLES
@@ -221,7 +221,7 @@ def test_a_changed_checkpoint_split_or_option_reruns_the_cell(tmp_path, dtd_root
     data = tmp_path / "data"
     shutil.copytree(dtd_root, data)
     models = tmp_path / "models"
-    write_common_checkpoint(models, "tiny", seed=1)
+    write_common_checkpoint(models / "tiny.pth", seed=1)
 
     def plan(*extra: str, force: bool = False):
         options = _options(tmp_path, data_root=str(data), models_dir=str(models),
@@ -234,9 +234,9 @@ def test_a_changed_checkpoint_split_or_option_reruns_the_cell(tmp_path, dtd_root
     _current_record(record, "tiny", "dtd", data, models, wd_values=3, batch_size=64)
     assert [c.name for c in plan().done] == ["linear/tiny__dtd"]  # an identical rerun: skipped
     # the same file name, other weights
-    write_common_checkpoint(models, "tiny", seed=2)
+    write_common_checkpoint(models / "tiny.pth", seed=2)
     assert [c.reason for c in plan().to_run] == ["checkpoint changed"]
-    write_common_checkpoint(models, "tiny", seed=1)
+    write_common_checkpoint(models / "tiny.pth", seed=1)
     assert plan().to_run == []
     # one test image fewer in the official split file
     labels = data / "DTD" / "labels" / "test1.txt"

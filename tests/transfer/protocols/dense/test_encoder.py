@@ -9,7 +9,8 @@ import torch
 import torchvision
 
 from models.errors import ModelError
-from tests.fixtures.dense_data import make_ade20k, write_common_checkpoint
+from tests.fixtures.checkpoints import write_common_checkpoint
+from tests.fixtures.dense_data import make_ade20k
 from transfer.protocols.dense import normals_task, segmentation_task
 from transfer.protocols.dense.encoder import ResNetStages, load_encoder
 
