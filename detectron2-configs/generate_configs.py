@@ -36,13 +36,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="with --detectron2: where to write"
                         " (default: detectron2-configs/local)")
     args = parser.parse_args(argv)
-    check = ["--check"] if args.check else []
     if args.detectron2 is None:
         if args.models_dir is not None or args.out is not None:
             parser.error("--models-dir and --out go with --detectron2")
         present = {p for mode in FREEZE_AT for p in (HERE / mode).glob("*.yaml")}
         expected = expected_configs(HERE)
-        return sync_generated_files(expected, present, REPO, check, parser.description)
+        code, lines = sync_generated_files(expected, present, REPO, args.check)
+        for line in lines:
+            print(line)
+        return code
     base = args.detectron2.expanduser().absolute() / "configs" / "Base-RCNN-FPN.yaml"
     if not base.is_file():
         print(f"error: {base} not found: --detectron2 names the detectron2 checkout (the folder"
@@ -52,7 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     out = (args.out or HERE / "local").expanduser().absolute()
     expected = expected_configs(out, str(base), str(models / "detectron2" / "{model}.pkl"))
     present = {p for mode in FREEZE_AT for p in (out / mode).glob("*.yaml")}
-    code = sync_generated_files(expected, present, out, check, parser.description)
+    code, lines = sync_generated_files(expected, present, out, args.check)
+    for line in lines:
+        print(line)
     if code == 0 and not args.check:
         print(f"configs for {base.parent.parent} in {out}: train_net.py --config-file"
               f" {out / 'frozen' / '<model>.yaml'} works from any folder")

@@ -11,6 +11,7 @@ inputs (simclr-v1/v2).
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -37,13 +38,14 @@ def expected_configs() -> dict[Path, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return sync_generated_files(
-        expected_configs(),
-        (HERE / "selfsupconfig").glob("*.yaml"),
-        REPO,
-        argv,
-        __doc__.split("\n")[0],
-    )
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--check", action="store_true", help="report stale files, write none")
+    args = parser.parse_args(argv)
+    code, lines = sync_generated_files(expected_configs(), (HERE / "selfsupconfig").glob("*.yaml"),
+                                       REPO, args.check)
+    for line in lines:
+        print(line)
+    return code
 
 
 if __name__ == "__main__":
