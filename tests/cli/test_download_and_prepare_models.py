@@ -1,28 +1,36 @@
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
+from dataclasses import dataclass
 
+import pytest
 import torch
 import torchvision
 
+import download_and_prepare_models as script
 from tests.fixtures.checkpoints import reference_state_dict, write_source_checkpoint
 
-REPO = Path(__file__).resolve().parents[2]
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
 
 
-def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(REPO / "download_and_prepare_models.py"), *args],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=300,
-    )
+@pytest.fixture
+def run(capsys):
+    """The script's main in this process (its process boundary is not what is tested)."""
+
+    def run(*args: str) -> Result:
+        capsys.readouterr()
+        code = script.main(list(args))
+        out, err = capsys.readouterr()
+        return Result(code, out, err)
+
+    return run
 
 
-def test_moco_v2_from_file_loads_strictly_and_equals_encoder_q(tmp_path):
+def test_moco_v2_from_file_loads_strictly_and_equals_encoder_q(tmp_path, run):
     state = reference_state_dict(seed=5)
     source = write_source_checkpoint("moco-v2", state, tmp_path / "moco_v2_800ep.pth.tar")
     result = run("--models", "moco-v2", "--from", str(source), "--models-dir", str(tmp_path))
@@ -45,7 +53,7 @@ def test_moco_v2_from_file_loads_strictly_and_equals_encoder_q(tmp_path):
     assert source.exists()  # the source is never touched
 
 
-def test_bad_source_fails_and_writes_nothing(tmp_path):
+def test_bad_source_fails_and_writes_nothing(tmp_path, run):
     bad = tmp_path / "broken.pth"
     bad.write_bytes(b"\x80\x02not a checkpoint")
     out = tmp_path / "models"
@@ -57,7 +65,7 @@ def test_bad_source_fails_and_writes_nothing(tmp_path):
     assert not (out / "swav.pth").exists()
 
 
-def test_manual_models_print_their_steps_and_unknown_names_fail(tmp_path):
+def test_manual_models_print_their_steps_and_unknown_names_fail(tmp_path, run):
     result = run("--models", "simclr-v2", "--models-dir", str(tmp_path))
     assert result.returncode == 1 and "Separius/SimCLRv2-Pytorch" in result.stderr
     result = run("--models", "moco-v9", "--models-dir", str(tmp_path))

@@ -13,7 +13,7 @@ import torch
 
 from datasets import build_transform, load_split
 from models import BackboneOptions, ModelError, load_backbone
-from tests.fixtures.timm_models import (
+from tests.fixtures.timm_tiny import (
     CONVNEXT,
     RESNET,
     TINY_ARCHS,
@@ -25,6 +25,8 @@ from tests.fixtures.timm_models import (
 from transfer.features.cache import FeatureCache, cached_features
 
 SIZE = 32
+# real architectures, only where no model is built (names, tags, hub addresses)
+REAL_VIT, REAL_RESNET = "vit_tiny_patch16_224", "resnet18"
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +52,11 @@ def _images(n=5):
 # ----------------------------------------------------------------------------- contract
 
 
+@pytest.fixture(scope="module")
+def random_resnet50():
+    return load_backbone("random")
+
+
 @pytest.mark.parametrize(("name", "options"), [
     ("random", {}),
     (f"timm:{VIT}", {"random_init": True}),
@@ -59,8 +66,9 @@ def _images(n=5):
     (f"timm:{CONVNEXT}", {"random_init": True}),
     (f"timm:{CONVNEXT}", {"random_init": True, "pool": "avg", "layers": 3}),
 ])
-def test_feature_width_is_what_the_backbone_says(name, options):
-    backbone = load_backbone(name, options=BackboneOptions(**options))
+def test_feature_width_is_what_the_backbone_says(name, options, random_resnet50):
+    backbone = (random_resnet50 if name == "random"
+                else load_backbone(name, options=BackboneOptions(**options)))
     with torch.inference_mode():
         out = backbone(torch.rand(2, 3, SIZE, SIZE))
     assert out.shape == (2, backbone.feature_dim)
@@ -139,28 +147,28 @@ def test_cached_features_equal_a_direct_timm_computation(arch, pool, layers, wei
 
 
 def test_vit_at_its_native_size_is_the_plain_timm_model(weights):
-    """dynamic_img_size changes nothing at 224 px: the fixed-size model gives the same feature."""
+    """dynamic_img_size changes nothing at 160 px: the fixed-size model gives the same feature."""
     path, state = weights[VIT]
     backbone = timm_backbone(VIT, path)
     plain = timm.create_model(VIT, pretrained=False, num_classes=0)
     plain.load_state_dict({k: v for k, v in state.items() if not k.startswith("head.")})
-    x = torch.rand(1, 3, 224, 224)
+    x = torch.rand(1, 3, 160, 160)
     with torch.no_grad():
         torch.testing.assert_close(backbone(x), plain.eval()(x))
 
 
-def test_input_size_follows_the_model(weights):
+def test_input_size_follows_the_model(weights, random_resnet50):
     vit = timm_backbone(VIT, weights[VIT][0])
-    assert vit.image_size(None, 64) == 224  # native, whatever the dataset's default
+    assert vit.image_size(None, 64) == 160  # native, whatever the dataset's default
     assert vit.image_size(48, 64) == 48
     with pytest.raises(ModelError, match="multiple of its patch size 16; 40 is not"):
         vit.image_size(40, 64)
-    assert load_backbone("random").image_size(None, 64) == 64  # the paper's models: the dataset's
+    assert random_resnet50.image_size(None, 64) == 64  # the paper's models: the dataset's
 
 
 def test_model_preprocessing_is_timms_eval_transform(weights):
     backbone = timm_backbone(VIT, weights[VIT][0], preprocess="model")
-    transform = backbone.transform("eval", 224)
+    transform = backbone.transform("eval", 160)
     model = reference_model(VIT, weights[VIT][1])
     config = timm.data.resolve_data_config({}, model=model)
     timm_transform = timm.data.create_transform(**config)
@@ -168,12 +176,12 @@ def test_model_preprocessing_is_timms_eval_transform(weights):
     for image in images:
         torch.testing.assert_close(transform(image), timm_transform(image))
     assert transform.transform_id == (
-        "timm-224-crop0.9-center-bicubic-norm-mean0.5_0.5_0.5-std0.5_0.5_0.5")
-    assert backbone.transform("fewshot", 224).transform_id == transform.transform_id
+        "timm-160-crop0.95-center-bicubic-norm-mean0.5_0.5_0.5-std0.5_0.5_0.5")
+    assert backbone.transform("fewshot", 160).transform_id == transform.transform_id
     # finetuning keeps the paper's augmentation, with the model's statistics
-    assert backbone.transform("train", 224).transform_id.startswith("train-224-norm-mean0.5_")
-    paper = timm_backbone(VIT, weights[VIT][0]).transform("eval", 224)
-    assert paper.transform_id == "eval-224-norm-mean0.5_0.5_0.5-std0.5_0.5_0.5"
+    assert backbone.transform("train", 160).transform_id.startswith("train-160-norm-mean0.5_")
+    paper = timm_backbone(VIT, weights[VIT][0]).transform("eval", 160)
+    assert paper.transform_id == "eval-160-norm-mean0.5_0.5_0.5-std0.5_0.5_0.5"
 
 
 # ----------------------------------------------------------------------------- identity
@@ -203,12 +211,12 @@ def test_cache_keys_differ_across_pool_layers_preprocess_and_weights(weights, tm
     assert len(paths) == len(names) == len(settings)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     backbone = timm_backbone(VIT, path, pool="cls+avg", layers=2)
-    assert backbone.identity == (f"timm:{VIT}.augreg_in21k_ft_in1k|weights:{digest}"
+    assert backbone.identity == (f"timm:{VIT}.r160_in1k|weights:{digest}"
                                  "|pool:cls+avg|layers:2")
     assert backbone.name == f"timm-{VIT}+weights-{VIT}+pool-cls+avg+layers2"
     described = backbone.describe()
-    assert described["weights_sha256"] == digest and described["feature_dim"] == 4 * 192
-    assert described["architecture"] == f"timm:{VIT}.augreg_in21k_ft_in1k"
+    assert described["weights_sha256"] == digest and described["feature_dim"] == 4 * 64
+    assert described["architecture"] == f"timm:{VIT}.r160_in1k"
 
 
 def test_random_init_is_seeded_and_leaves_the_global_generator_alone():
@@ -254,16 +262,16 @@ def test_dropped_classifier_and_unwrapping_are_said(weights, tmp_path, caplog):
 
 
 @pytest.mark.parametrize(("change", "listed"), [
-    ("rename", "unexpected keys: layer4.1.bn2.weight_renamed"),
-    ("rename", "missing keys: layer4.1.bn2.weight"),
+    ("rename", "unexpected keys: layer4.0.bn2.weight_renamed"),
+    ("rename", "missing keys: layer4.0.bn2.weight"),
     ("drop", "missing keys: layer1.0.conv1.weight"),
-    ("reshape", "wrong shape keys: layer2.0.conv2.weight: (128, 128, 3, 1) (expected "
-                "(128, 128, 3, 3))"),
+    ("reshape", "wrong shape keys: layer2.0.conv2.weight: (48, 48, 3, 1) (expected "
+                "(48, 48, 3, 3))"),
 ])
 def test_a_file_that_does_not_fit_lists_its_keys(change, listed, weights, tmp_path):
     state = dict(weights[RESNET][1])
     if change == "rename":
-        state["layer4.1.bn2.weight_renamed"] = state.pop("layer4.1.bn2.weight")
+        state["layer4.0.bn2.weight_renamed"] = state.pop("layer4.0.bn2.weight")
     elif change == "drop":
         del state["layer1.0.conv1.weight"]
     else:
@@ -295,7 +303,7 @@ def test_unreadable_weights_are_one_clear_error(write, message, tmp_path):
 # ----------------------------------------------------------------------------- names, options
 
 
-def test_unknown_architecture_and_tag_name_close_ones():
+def test_unknown_architecture_and_tag_name_close_ones():  # nothing is built: real names
     with pytest.raises(ModelError, match="timm has no architecture 'vit_tiny_patch16_22'; "
                                          "closest: vit_tiny_patch16_224"):
         load_backbone("timm:vit_tiny_patch16_22")
@@ -335,11 +343,11 @@ def test_no_cached_weights_offline_is_a_clear_error_within_seconds(tmp_path, mon
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
     start = time.perf_counter()
     with pytest.raises(ModelError) as error:
-        load_backbone(f"timm:{VIT}")
+        load_backbone(f"timm:{REAL_VIT}")
     assert time.perf_counter() - start < 10
     message = str(error.value)
     assert "HF_HUB_OFFLINE is set" in message and "--weights FILE" in message
-    assert (f"https://huggingface.co/timm/{VIT}.augreg_in21k_ft_in1k/resolve/main/"
+    assert (f"https://huggingface.co/timm/{REAL_VIT}.augreg_in21k_ft_in1k/resolve/main/"
             "model.safetensors") in message
 
 
@@ -354,7 +362,7 @@ def test_unreachable_hub_without_offline_flag_fails_fast(tmp_path, monkeypatch):
                         "http://127.0.0.1:9/{repo_id}/resolve/{revision}/{filename}")
     start = time.perf_counter()
     with pytest.raises(ModelError, match="the hub is not reachable .* --weights FILE"):
-        load_backbone(f"timm:{RESNET}")
+        load_backbone(f"timm:{REAL_RESNET}")
     assert time.perf_counter() - start < 10
 
 
@@ -363,7 +371,7 @@ def test_pretrained_weights_come_from_the_hub_cache(weights, tmp_path, monkeypat
     import huggingface_hub.constants
 
     path, state = weights[VIT]
-    repo = tmp_path / f"models--timm--{VIT}.augreg_in21k_ft_in1k"
+    repo = tmp_path / f"models--timm--{VIT}.r160_in1k"
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     (repo / "blobs").mkdir(parents=True)
     (repo / "blobs" / digest).write_bytes(path.read_bytes())
@@ -378,6 +386,6 @@ def test_pretrained_weights_come_from_the_hub_cache(weights, tmp_path, monkeypat
     for key, value in backbone.trunk.model.state_dict().items():
         assert torch.equal(value, state[key]), key
     assert backbone.name == f"timm-{VIT}"
-    assert backbone.identity == (f"timm:{VIT}.augreg_in21k_ft_in1k|weights:timm-pretrained:"
-                                 f"timm/{VIT}.augreg_in21k_ft_in1k:{digest}|pool:default|layers:1")
+    assert backbone.identity == (f"timm:{VIT}.r160_in1k|weights:timm-pretrained:"
+                                 f"timm/{VIT}.r160_in1k:{digest}|pool:default|layers:1")
     assert backbone.describe()["weights_sha256"] == digest
