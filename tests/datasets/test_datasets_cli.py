@@ -1,7 +1,6 @@
 """``python -m datasets list / verify / download`` on the fixtures."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -125,15 +124,15 @@ def test_verify_reports_missing_and_broken_images(data_root, tmp_path, capsys):
     assert deep["unreadable_count"] == 1 and images[1].name in deep["unreadable"][0]
 
 
-def test_list_and_verify_as_a_module(data_root):
-    env = {**os.environ, "SSL_TRANSFER_DATA": str(data_root)}
-    listing = subprocess.run(
-        [sys.executable, "-m", "datasets", "list"], cwd=REPO, env=env,
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    rows = {line.split()[0]: line.split()[-1] for line in listing.stdout.splitlines()[3:]}
+def test_list_and_verify_as_a_module(data_root, monkeypatch, capsys):
+    """The listing in-process; the entry point itself (exit status, error on stderr) once as
+    ``python -m datasets`` in a subprocess."""
+    monkeypatch.setenv("SSL_TRANSFER_DATA", str(data_root))
+    assert main(["list"]) == 0
+    listing = capsys.readouterr().out
+    rows = {line.split()[0]: line.split()[-1] for line in listing.splitlines()[3:]}
     assert rows["dtd"] == "yes" and rows["digits"] == "demo" and len(rows) == 17
-    assert str(data_root) in listing.stdout
+    assert str(data_root) in listing
     missing = subprocess.run(
         [sys.executable, "-m", "datasets", "verify", "sun397", "--data-root", str(data_root / "x")],
         cwd=REPO, capture_output=True, text=True,
