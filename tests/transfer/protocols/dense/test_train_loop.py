@@ -100,11 +100,9 @@ def test_a_non_finite_loss_stops_before_any_checkpoint(tmp_path):
 
 def test_two_gloo_ranks_seed_and_save_their_own_generators(tmp_path):
     tiny_batches(tmp_path / "data")  # written once, before the ranks start
-    # forked ranks: two real processes in a gloo group, without re-importing torch in each
-    mp.start_processes(dense_training.train_rank,
-                       args=(2, str(tmp_path / "rendezvous"), "gloo", str(tmp_path / "data"),
-                             str(tmp_path / "ckpt"), "cpu"), nprocs=2, join=True,
-                       start_method="fork")
+    mp.spawn(dense_training.train_rank,
+             args=(2, str(tmp_path / "rendezvous"), "gloo", str(tmp_path / "data"),
+                   str(tmp_path / "ckpt"), "cpu"), nprocs=2, join=True)
     state = torch.load(tmp_path / "ckpt" / "epoch_2.pth", weights_only=True)
     assert state["iteration"] == 2 and state["meta"]["world_size"] == 2
     first, second = state["rng"]
@@ -117,9 +115,8 @@ def test_a_group_without_a_cpu_backend_rejects_cpu_tensors(tmp_path):
     multi-GPU dense run. A gloo group registered for CUDA only ("cuda:gloo") reproduces that on
     the CPU; plain gloo hides it. ``collective_device`` sends such tensors to CUDA (run for real
     by the gpu test below)."""
-    mp.start_processes(dense_training.probe_cuda_only_group,
-                       args=(str(tmp_path / "rendezvous"), str(tmp_path)), nprocs=2, join=True,
-                       start_method="fork")
+    mp.spawn(dense_training.probe_cuda_only_group,
+             args=(str(tmp_path / "rendezvous"), str(tmp_path)), nprocs=2, join=True)
     for rank in range(2):
         assert json.loads((tmp_path / f"rank{rank}.json").read_text()) == {
             "error": "No backend type associated with device type cpu", "target": "cuda",
