@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 import report as report_script
-import sweep as sweep_script
-from tests.fixtures.checkpoints import write_common_checkpoint
-from tests.fixtures.dataset_layouts import write_layout
+from tests.fixtures import sweep_grid
 from transfer.report import PAPER_DIR
 from transfer.stats import bootstrap, comparisons
+
+swept = sweep_grid.swept  # the shared real sweep (a session fixture)
 
 MODELS = ["moco-v1", "simclr-v2", "deepcluster-v2"]
 
@@ -29,7 +29,8 @@ def test_report_writes_tables_plots_and_the_paper_beside_ours(tmp_path, capsys):
                       "metric": "accuracy", "score": score, "ci": [score - 1.0, score + 0.5]}
             (results / "linear" / f"{model}__{dataset}.json").write_text(json.dumps(record))
     out = tmp_path / "report"
-    assert report_script.main(["--results-dir", str(results), "--out", str(out), "--paper"]) == 0
+    assert report_script.main(["--results-dir", str(results), "--out", str(out), "--paper",
+                               "--bootstrap", "200"]) == 0
     printed = capsys.readouterr().out
     assert "tables: linear, linear_vs_paper, correlation" in printed
     assert f"open {out / 'index.html'} (or {out / 'report.md'})" in printed
@@ -109,7 +110,8 @@ def test_report_prints_a_warning_for_mixed_code_versions(tmp_path, capsys):
                   "provenance": {"splits": {"test": "same"},
                                  "code": {"version": "0.1.0", "commit": commit, "dirty": False}}}
         (results / "linear" / f"{model}__dtd.json").write_text(json.dumps(record))
-    assert report_script.main(["--results", str(results), "--out", str(tmp_path / "r")]) == 0
+    assert report_script.main(["--results", str(results), "--out", str(tmp_path / "r"),
+                               "--bootstrap", "0"]) == 0
     warning = (f"warning: linear mixes records of 2 code versions: {'1' * 40} (1: byol/dtd); "
                f"{'2' * 40} (1: pirl/dtd)")
     assert warning in capsys.readouterr().out.splitlines()
@@ -117,22 +119,14 @@ def test_report_prints_a_warning_for_mixed_code_versions(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_a_sweep_of_two_models_reports_intervals_and_significance_marks(tmp_path, capsys):
-    """The acceptance run: sweep.py on digits and a fixture DTD for two models, then report.py
-    shows intervals (±), significance marks (bold) and rank intervals; the pairs table's p-values
-    follow from the records' per-image outputs; a second sweep skips every cell."""
-    write_layout("dtd", tmp_path / "data", per_class=4)
-    write_common_checkpoint(tmp_path / "models" / "tiny.pth", seed=0)
-    results = tmp_path / "results"
-    argv = ["--models", "random", "tiny", "--datasets", "digits", "dtd", "--protocols", "linear",
-            "--results-dir", str(results), "--models-dir", str(tmp_path / "models"),
-            "--data-root", str(tmp_path / "data"), "--cache-dir", str(tmp_path / "cache"),
-            "--device", "cpu", "--image-size", "16", "--workers", "0", "--no-progress",
-            "--extra", "linear=--C 1 --bootstrap 200", "--jobs", "2"]  # one fit: no C search
-    assert sweep_script.main(argv) == 0
-    assert "4 cells: 4 to run, 0 with results" in capsys.readouterr().out
-    assert sweep_script.main(argv) == 0
-    assert "4 cells: 0 to run, 4 with results" in capsys.readouterr().out
+def test_a_sweep_of_two_models_reports_intervals_and_significance_marks(swept, tmp_path, capsys):
+    """The acceptance run: sweep.py on the Aircraft fixture for two models (the shared real sweep of
+    tests/fixtures/sweep_grid.py, whose second run skipped every cell), then report.py shows
+    intervals (±), significance marks (bold) and rank intervals; the pairs table's p-values
+    follow from the records' per-image outputs."""
+    assert "4 cells: 4 to run, 0 with results" in swept.first
+    assert "4 cells: 0 to run, 4 with results" in swept.again
+    results, dataset, models = swept.results, sweep_grid.DATASET, sweep_grid.MODELS
 
     out = tmp_path / "report"
     assert report_script.main(["--results", str(results), "--out", str(out),
@@ -140,33 +134,37 @@ def test_a_sweep_of_two_models_reports_intervals_and_significance_marks(tmp_path
     printed = capsys.readouterr().out
     assert "warning" not in printed  # one code version, one identity per split
     table = (out / "tables" / "linear.md").read_text()
-    assert "| model | dtd | digits | rank [95%] |" in table
+    assert f"| model | {dataset} | rank [95%] |" in table
     rows = {line.split(" | ")[0].lstrip("| "): line for line in table.splitlines()
-            if line.startswith(("| random ", "| tiny "))}
-    assert set(rows) == {"random", "tiny"}
+            if line.startswith(tuple(f"| {m} " for m in models))}
+    assert set(rows) == set(models)  # shown by their --model names
     for line in rows.values():
-        assert line.count(" ± ") == 2
-    assert table.count("**") >= 4  # at least the best of each dataset, in bold
+        assert line.count(" ± ") == 1
+        assert line.split(" | ")[2].split("–")[0].split()[0].isdigit()  # rank [low–high]
+    assert table.count("**") >= 2  # at least the best of the dataset, in bold
     assert "bold: the best of the models compared on the dataset" in table
     page = (out / "report.md").read_text()
     assert table.split("\n", 2)[2].split("\n- ")[0] in page
 
+    a, b = (sweep_grid.LABELS[m] for m in models)  # pairs are named by the result labels
     with open(out / "tables" / "linear_pairs.csv") as handle:
         pairs = {row["pair"]: row for row in csv.DictReader(handle)}
-    assert set(pairs) == {"dtd: random vs tiny", "digits: random vs tiny"}
-    for dataset, metric in (("digits", "accuracy"), ("dtd", "accuracy")):
-        # the sweep's -i 16 --C 1 are named in the file names (transfer/records/results.py)
-        stored = {m: np.load(next((results / "linear").glob(f"{m}__{dataset}*.npz")))
-                  for m in ("random", "tiny")}
-        targets = stored["random"]["targets"]
-        assert np.array_equal(targets, stored["tiny"]["targets"])
-        indices = bootstrap.resample_indices(targets, metric, 300, seed=0)
-        resampled = [bootstrap.metric_over_resamples(metric, targets,
-                                                     stored[m]["scores"].astype(np.float32),
-                                                     indices) for m in ("random", "tiny")]
-        p = comparisons.paired_p_value(*resampled)
-        assert float(pairs[f"{dataset}: random vs tiny"]["p"]) == pytest.approx(p)
-        tied = "**" in rows["tiny"].split(" | ")[1 if dataset == "dtd" else 2]
-        best = max(("random", "tiny"), key=lambda m: json.loads(
-            next((results / "linear").glob(f"{m}__{dataset}*.json")).read_text())["score"])
-        assert tied == (best == "tiny" or p >= 0.05)
+    assert set(pairs) == {f"{dataset}: {a} vs {b}"}
+    metric = "mean_per_class_accuracy"  # Aircraft's
+    # the sweep's -i 16 -w 3 are named in the file names (transfer/records/results.py)
+    stored = {m: np.load(next((results / "linear").glob(f"{m}__{dataset}*.npz")))
+              for m in (a, b)}
+    targets = stored[a]["targets"]
+    assert np.array_equal(targets, stored[b]["targets"])
+    indices = bootstrap.resample_indices(targets, metric, 300, seed=0)
+    resampled = [bootstrap.metric_over_resamples(metric, targets,
+                                                 stored[m]["scores"].astype(np.float32),
+                                                 indices) for m in (a, b)]
+    p = comparisons.paired_p_value(*resampled)
+    assert float(pairs[f"{dataset}: {a} vs {b}"]["p"]) == pytest.approx(p)
+    scores = {m: json.loads(next((results / "linear").glob(f"{m}__{dataset}*.json"))
+                            .read_text())["score"] for m in (a, b)}
+    best = max((a, b), key=scores.get)
+    for model, label in zip(models, (a, b), strict=True):
+        tied = "**" in rows[model].split(" | ")[1]
+        assert tied == (label == best or p >= 0.05)

@@ -1,5 +1,6 @@
-"""sweep.py end to end: a 2 models x 2 datasets x 2 protocols grid on fixture data, then a rerun
-that skips every cell, then report.py on what it wrote."""
+"""sweep.py end to end: a 2 models x 1 dataset x 2 protocols grid (the shared real sweep of
+tests/fixtures/sweep_grid.py), the rerun that skips every cell, then report.py on what it wrote;
+its dry run and its option errors."""
 
 from __future__ import annotations
 
@@ -10,19 +11,22 @@ import pytest
 
 import report as report_script
 import sweep as sweep_script
-from tests.fixtures.checkpoints import write_common_checkpoint
-from tests.fixtures.dataset_layouts import write_layout
+from tests.fixtures import sweep_grid
 
-MODELS = ("random", "tiny")
-DATASETS = ("dtd", "aircraft")
+swept = sweep_grid.swept  # the shared real sweep (a session fixture)
+DATASET, LABELS, MODELS = sweep_grid.DATASET, sweep_grid.LABELS, sweep_grid.MODELS
+
+# the dry run's grid: a checkpoint file in --models-dir and the demo set
+DRY_MODELS = ("random", "tiny")
+DRY_DATASETS = ("dtd", "aircraft")
 
 
 def _argv(tmp_path, *more: str) -> list[str]:
-    return ["--models", *MODELS, "--datasets", *DATASETS, "--protocols", "linear", "few_shot",
-            "--n-support", "1", "2", "--results-dir", str(tmp_path / "results"),
+    return ["--models", *DRY_MODELS, "--datasets", *DRY_DATASETS, "--protocols", "linear",
+            "few_shot", "--n-support", "1", "2", "--results-dir", str(tmp_path / "results"),
             "--models-dir", str(tmp_path / "models"), "--data-root", str(tmp_path / "data"),
             "--cache-dir", str(tmp_path / "cache"), "--device", "cpu", "--image-size", "32",
-            "--workers", "0", "--no-progress", "--extra", "linear=--wd-values 3",
+            "--workers", "0", "--no-progress", "--extra", "linear=--wd-values 3 --C 0.5",
             "--extra", "few_shot=--n-way 2 --n-query 2 --iter-num 10", *more]
 
 
@@ -31,44 +35,42 @@ def _summary_row(out: str, protocol: str) -> list[str]:
 
 
 @pytest.mark.slow
-def test_sweep_runs_the_grid_then_skips_it_and_report_reads_it(tmp_path, capsys):
-    for dataset in DATASETS:
-        write_layout(dataset, tmp_path / "data", per_class=3)
-    write_common_checkpoint(tmp_path / "models" / "tiny.pth", seed=0)
-
-    assert sweep_script.main(_argv(tmp_path, "--jobs", "2")) == 0
-    out = capsys.readouterr().out
-    assert "8 cells: 8 to run, 0 with results" in out
-    assert _summary_row(out, "linear") == ["linear", "4", "0", "0"]
-    assert _summary_row(out, "few_shot") == ["few_shot", "4", "0", "0"]
-    results = tmp_path / "results"
-    written = {}
+def test_sweep_runs_the_grid_then_skips_it_and_report_reads_it(swept, tmp_path, capsys):
+    assert swept.codes[0] == 0
+    out = swept.first
+    assert "4 cells: 4 to run, 0 with results" in out
+    assert _summary_row(out, "linear") == ["linear", "2", "0", "0"]
+    assert _summary_row(out, "few_shot") == ["few_shot", "2", "0", "0"]
+    results = swept.results
     for model in MODELS:
-        for dataset in DATASETS:
-            # settings other than the paper's are named in the file names
-            paths = [results / "linear" / f"{model}__{dataset}__w3__i32.json"] + [
-                results / "few_shot" / f"{model}__{dataset}__2way{k}shot__q2__episodes10__i32.json"
-                for k in (1, 2)]
-            for path in paths:
-                record = json.loads(path.read_text())
-                assert (record["model"], record["dataset"]) == (model, dataset)
-                written[path] = path.stat().st_mtime_ns
-            assert json.loads(paths[2].read_text())["n_support"] == 2
-            assert (results / "sweep_logs" / "linear" / f"{model}__{dataset}.log").is_file()
+        label = LABELS[model]
+        # settings other than the paper's are named in the file names
+        paths = [results / "linear" / f"{label}__{DATASET}__w3__i16.json"] + [
+            results / "few_shot" / f"{label}__{DATASET}__2way{k}shot__q2__episodes10__i16.json"
+            for k in (1, 2)]
+        for path in paths:
+            record = json.loads(path.read_text())
+            assert (record["model"], record["dataset"]) == (label, DATASET)
+            assert path in swept.mtimes
+        assert json.loads(paths[2].read_text())["n_support"] == 2
+        for protocol in ("linear", "few_shot"):
+            log = results / "sweep_logs" / protocol / f"{label.split('+')[0]}__{DATASET}.log"
+            assert log.read_text().startswith("$ ")
 
-    assert sweep_script.main(_argv(tmp_path, "--jobs", "2")) == 0
-    out = capsys.readouterr().out
-    assert "8 cells: 0 to run, 8 with results" in out
-    assert _summary_row(out, "total") == ["total", "0", "0", "8"]
-    assert {path: path.stat().st_mtime_ns for path in written} == written
+    assert swept.codes[1] == 0
+    out = swept.again
+    assert "4 cells: 0 to run, 4 with results" in out
+    assert _summary_row(out, "total") == ["total", "0", "0", "4"]
+    assert {path: path.stat().st_mtime_ns for path in swept.mtimes} == swept.mtimes
 
-    shutil.rmtree(tmp_path / "report", ignore_errors=True)
-    assert report_script.main(["--results", str(results), "--out", str(tmp_path / "report")]) == 0
+    report = tmp_path / "report"
+    assert report_script.main(["--results", str(results), "--out", str(report),
+                               "--bootstrap", "200"]) == 0
     out = capsys.readouterr().out
     assert "tables: linear, few_shot_2way1shot, few_shot_2way2shot, calibration, correlation" in out
-    table = (tmp_path / "report" / "tables" / "linear.md").read_text()
-    assert "| model | aircraft | dtd |" in table and "| tiny |" in table
-    assert "average left out: 2 of the paper's 11 datasets" in table
+    table = (report / "tables" / "linear.md").read_text()
+    assert f"| model | {DATASET} | rank [95%] |" in table
+    assert all(f"| {model} |" in table for model in MODELS)  # shown by their --model names
 
 
 def test_dry_run_lists_commands_and_runs_nothing(tmp_path, capsys):

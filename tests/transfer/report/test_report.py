@@ -272,7 +272,7 @@ def test_paper_comparison_is_ours_minus_the_papers(built):
 
 def test_write_report_files(written, tmp_path):
     root, truth = written
-    result = report.write_report(root, tmp_path / "report", paper=True)
+    result = report.write_report(root, tmp_path / "report", paper=True, n_resamples=200)
     tables = tmp_path / "report" / "tables"
     for name in ("linear", "finetune", "few_shot_5way5shot", "few_shot_5way20shot", "detection",
                  "dense", "calibration", "correlation", "linear_vs_paper", "dense_vs_paper"):
@@ -330,7 +330,7 @@ def test_knn_table_beside_linear_without_paper_column_and_in_the_correlation(tmp
                     "score": knn[model, dataset], "k": 20, "test_scores": {"20": 1.0}})
         _write(tmp_path / "linear" / f"{model}__dtd.json",
                {"protocol": "linear", "model": model, "dataset": "dtd", "score": 50.0})
-    result = report.write_report(tmp_path, tmp_path / "out", paper=True)
+    result = report.write_report(tmp_path, tmp_path / "out", paper=True, n_resamples=200)
     tables = _by_name(result.tables)
     assert [name for name in tables][:2] == ["linear", "knn"]
     values = tables["knn"].values
@@ -379,7 +379,7 @@ def test_tables_that_mix_code_versions_or_split_identities_are_flagged(tmp_path)
             if protocol == "linear" or model == "byol":  # finetune: pirl's records are old
                 record["provenance"] = provenance
             _write(tmp_path / "results" / protocol / f"{model}__{dataset}.json", record)
-    result = report.write_report(tmp_path / "results", tmp_path / "out")
+    result = report.write_report(tmp_path / "results", tmp_path / "out", n_resamples=200)
     tables = _by_name(result.tables)
     commit = "a" * 40
     assert tables["linear"].warnings == [

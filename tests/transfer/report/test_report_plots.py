@@ -139,7 +139,7 @@ def test_figures_keep_every_label_whole_at_any_model_count(n_models, tmp_path):
 def test_the_old_layout_would_fail_the_edge_check(tmp_path):
     """The check above catches the issue's clipping: the same heatmap saved at its own size
     (no tight box) has ink at its edges."""
-    figure = figures(15)["heatmap"]
+    figure = heatmap_figure(make_table(15)[0])
     figure.savefig(tmp_path / "plain.png", format="png")
     with Image.open(tmp_path / "plain.png") as image:
         pixels = np.asarray(image.convert("L"))
