@@ -6,8 +6,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,10 +14,14 @@ from scipy import stats
 
 from datasets import load_split
 from tests.fixtures.dataset_layouts import write_layout
+from tests.fixtures.finetune_threads import one_torch_thread  # noqa: F401 (autouse)
 from transfer.stats import metrics
 from transfer.stats.bootstrap import resample_indices
 
 REPO = Path(__file__).resolve().parents[2]
+# timm's 372k-parameter test ResNet, seeded: the finetuning runs here are not about the model
+TINY = ["-m", "timm:test_resnet", "--random-init"]
+TINY_NAME = "timm-test_resnet+random-init"
 
 
 def load_cli():
@@ -29,26 +31,29 @@ def load_cli():
     return module
 
 
-def test_grid_search_run_writes_its_records(tmp_path):
+def test_grid_search_run_writes_its_records(tmp_path, capsys):
+    """In-process (the script's own process boundary is test_torchrun_finetune_cli's), on timm's
+    tiny test ResNet: the CLI's records, its printed summary and its logged progress."""
     write_layout("flowers", tmp_path / "data", per_class=4)
-    command = [sys.executable, str(REPO / "finetune.py"), "-m", "random", "-d", "flowers",
-               "-b", "4", "-i", "16", "-w", "0", "-g", "1", "--steps", "2", "--no-da",
-               "--device", "cpu", "--data-root", str(tmp_path / "data"),
-               "--results-dir", str(tmp_path / "results"), "--no-progress"]
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "grid: 2 points, 0 done, 2 to train" in done.stderr  # logged, not printed
-    last, interval = done.stdout.strip().splitlines()[-2:]
-    assert last.startswith("random on flowers: test mean_per_class_accuracy ")
+    status = load_cli().main([*TINY, "-d", "flowers", "-b", "4", "-i", "16", "-w", "0", "-g", "1",
+                              "--steps", "2", "--no-da", "--device", "cpu",
+                              "--data-root", str(tmp_path / "data"),
+                              "--results-dir", str(tmp_path / "results"), "--no-progress"])
+    done = capsys.readouterr()
+    assert status == 0, done.err[-3000:]
+    assert "grid: 2 points, 0 done, 2 to train" in done.err  # logged, not printed
+    assert "grid: 2 points" not in done.out
+    last, interval = done.out.strip().splitlines()[-2:]
+    assert last.startswith(f"{TINY_NAME} on flowers: test mean_per_class_accuracy ")
     folder = tmp_path / "results" / "finetune"
-    final = json.loads((folder / "random__flowers.json").read_text())
+    final = json.loads((folder / f"{TINY_NAME}__flowers.json").read_text())
     assert f"{final['score']:.2f}" in last and "ECE" in last
     assert interval == (f"95% interval: [{final['ci'][0]:.2f}, {final['ci'][1]:.2f}] "
                         "(bootstrap, 2000 resamples of 12 test images)")
     assert final["recipe"] == {"steps": 2, "batch_size": 4, "image_size": 16,
                                "data_augmentation": False, "normalize": True, "seed": 0,
                                "precision": "fp32", "selection": "grid", "grid_size": 1}
-    assert sorted(p.name for p in (folder / "random__flowers").iterdir()) == [
+    assert sorted(p.name for p in (folder / f"{TINY_NAME}__flowers").iterdir()) == [
         "lr0.0001_wd0.json", "lr0.0001_wd1e-06.json"]
 
 
@@ -120,24 +125,25 @@ def test_seeds_repeat_the_final_run_once_the_grid_is_searched(tmp_path, capsys, 
     1 (each a resumable record with its outputs), and the record holds their mean, a t-interval
     and a bootstrap interval of the mean; seed 0's run is the plain run."""
     cli = load_cli()
-    common = ["-m", "random", "-d", "digits", "-b", "4", "-i", "16", "-w", "0", "-g", "1",
+    stem = f"{TINY_NAME}__digits"
+    common = [*TINY, "-d", "digits", "-b", "16", "-i", "16", "-w", "0", "-g", "1",
               "--steps", "2", "--no-da", "--device", "cpu", "--no-progress",
               "--bootstrap", "300"]
     assert cli.main([*common, "--results-dir", str(tmp_path / "plain")]) == 0
-    plain = json.loads((tmp_path / "plain" / "finetune" / "random__digits.json").read_text())
+    plain = json.loads((tmp_path / "plain" / "finetune" / f"{stem}.json").read_text())
     assert "seed_interval" not in plain
     capsys.readouterr()
     caplog.clear()
 
     # the same grid records in another results folder: the seeds run must not train them again
     folder = tmp_path / "seeds" / "finetune"
-    shutil.copytree(tmp_path / "plain" / "finetune" / "random__digits", folder / "random__digits")
+    shutil.copytree(tmp_path / "plain" / "finetune" / stem, folder / stem)
     assert cli.main([*common, "--results-dir", str(tmp_path / "seeds"), "--seeds", "2"]) == 0
     out = capsys.readouterr().out
     assert "grid: 2 points, 2 done, 0 to train" in caplog.text  # the library logs its progress
-    record = json.loads((folder / "random__digits.json").read_text())
+    record = json.loads((folder / f"{stem}.json").read_text())
     point = f"final_lr{record['lr']:.4g}_wd{record['wd']:.4g}"
-    runs = [json.loads((folder / "random__digits" / f"{point}_seed{s}.json").read_text())
+    runs = [json.loads((folder / stem / f"{point}_seed{s}.json").read_text())
             for s in (0, 1)]
     assert [r["seed"] for r in runs] == [0, 1] and all(r["stage"] == "seed" for r in runs)
     assert runs[0]["score"] == plain["score"]  # seed 0 is the plain run
@@ -153,17 +159,17 @@ def test_seeds_repeat_the_final_run_once_the_grid_is_searched(tmp_path, capsys, 
 
     # the interval over test images is that of the mean of the two runs, on shared resamples
     targets = load_split("digits", "test").targets
-    outputs = [np.load(folder / "random__digits" / f"{point}_seed{s}.npz") for s in (0, 1)]
+    outputs = [np.load(folder / stem / f"{point}_seed{s}.npz") for s in (0, 1)]
     indices = resample_indices(targets, "accuracy", 300, seed=0)
     means = [np.mean([metrics.score("accuracy", targets[row], o["scores"][row]) for o in outputs])
              for row in indices]
     assert record["ci"] == pytest.approx(list(np.percentile(means, [2.5, 97.5])))
-    final_outputs = np.load(folder / "random__digits.npz")
+    final_outputs = np.load(folder / f"{stem}.npz")
     np.testing.assert_array_equal(final_outputs["seeds"], [0, 1])
     np.testing.assert_array_equal(final_outputs["seed_scores"][1], outputs[1]["scores"])
 
     lines = out.strip().splitlines()
-    assert lines[-3].startswith("random on digits: test accuracy ")
+    assert lines[-3].startswith(f"{TINY_NAME} on digits: test accuracy ")
     assert lines[-2] == (f"95% interval: [{record['ci'][0]:.2f}, {record['ci'][1]:.2f}] "
                          "(bootstrap, 300 resamples of 597 test images)")
     assert lines[-1] == (f"2 seeds: 0: {runs[0]['score']:.2f}, 1: {runs[1]['score']:.2f}; "
@@ -171,11 +177,11 @@ def test_seeds_repeat_the_final_run_once_the_grid_is_searched(tmp_path, capsys, 
                          f"[{interval['low']:.2f}, {interval['high']:.2f}]")
 
     # resumable: a finished seed is read back, a missing one is trained again, to the same number
-    (folder / "random__digits.json").unlink()
-    (folder / "random__digits" / f"{point}_seed1.json").unlink()
+    (folder / f"{stem}.json").unlink()
+    (folder / stem / f"{point}_seed1.json").unlink()
     caplog.clear()
     assert cli.main([*common, "--results-dir", str(tmp_path / "seeds"), "--seeds", "2"]) == 0
     logged = caplog.text
     assert "[seed 1/2] 0: done" in logged and "[seed 2/2] 1: test accuracy" in logged
-    again = json.loads((folder / "random__digits.json").read_text())
+    again = json.loads((folder / f"{stem}.json").read_text())
     assert again["score"] == record["score"] and again["ci"] == record["ci"]

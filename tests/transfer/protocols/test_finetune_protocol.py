@@ -6,6 +6,7 @@ the metric paths for a single-label (Flowers: mean per-class accuracy) and the m
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -13,7 +14,9 @@ import torch
 from sklearn.metrics import precision_recall_curve
 
 from datasets import load_split
+from models import BackboneOptions
 from tests.fixtures.dataset_layouts import write_layout
+from tests.fixtures.finetune_threads import one_torch_thread  # noqa: F401 (autouse)
 from transfer.protocols import finetune_loop as train_module
 from transfer.protocols.finetune import run_finetune
 from transfer.protocols.finetune_runs import (
@@ -56,8 +59,14 @@ def test_best_point_keeps_the_first_of_equal_scores():
     assert best_point(records)["lr"] == 0.01
 
 
+# timm's 372k-parameter test ResNet, seeded: the protocol, not the model, is under test here
+TINY = dict(model="timm:test_resnet", backbone=BackboneOptions(random_init=True))
+NAME = "timm-test_resnet+random-init"
+TINY_STATS = "-mean0.5_0.5_0.5-std0.5_0.5_0.5"  # its own normalisation
+
+
 def settings(root, results, **extra) -> FinetuneSettings:
-    options = dict(model="random", dataset="flowers", image_size=16, steps=2, grid_size=1,
+    options = dict(**TINY, dataset="flowers", image_size=16, steps=2, grid_size=1,
                    batch_size=4, workers=0, checkpoint_every=0, data_root=str(root),
                    results_dir=str(results), progress=False)
     return FinetuneSettings(**{**options, **extra})
@@ -70,21 +79,21 @@ def mean_per_class_accuracy(targets, predictions) -> float:
 
 def test_search_retrain_records_and_resumption(tmp_path, monkeypatch, caplog):
     write_layout("flowers", tmp_path / "data", per_class=4)
+    stem = f"{NAME}__flowers"
     # uninterrupted reference run
     first = run_finetune(settings(tmp_path / "data", tmp_path / "a"))
     folder = tmp_path / "a" / "finetune"
     names = sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
-    assert names == ["random__flowers", "random__flowers.json",
-                     "random__flowers.npz", "random__flowers/lr0.0001_wd0.json",
-                     "random__flowers/lr0.0001_wd1e-06.json"]
-    points = [json.loads((folder / "random__flowers" / f"{n}.json").read_text())
+    assert names == [stem, f"{stem}.json", f"{stem}.npz", f"{stem}/lr0.0001_wd0.json",
+                     f"{stem}/lr0.0001_wd1e-06.json"]
+    points = [json.loads((folder / stem / f"{n}.json").read_text())
               for n in ("lr0.0001_wd0", "lr0.0001_wd1e-06")]
     # weight_decay is read back from the optimiser: the original's wd / lr, not the grid's wd
     assert [(p["lr"], p["wd"], p["weight_decay"]) for p in points] == [
         (1e-4, 0.0, 0.0), (1e-4, 1e-6, pytest.approx(1e-6 / 1e-4, rel=1e-12))]
     assert all(p["eval_split"] == "val" and p["n_train"] == 12 and p["n_eval"] == 12
                for p in points)
-    final = json.loads((folder / "random__flowers.json").read_text())
+    final = json.loads((folder / f"{stem}.json").read_text())
     assert final == json.loads(json.dumps(first))
     assert final["grid"] == [{"lr": p["lr"], "wd": p["wd"], "score": p["score"]} for p in points]
     best = points[1] if points[1]["score"] > points[0]["score"] else points[0]
@@ -92,7 +101,7 @@ def test_search_retrain_records_and_resumption(tmp_path, monkeypatch, caplog):
                                                               best["score"])
     assert final["eval_split"] == "test" and final["n_train"] == 24 and final["n_eval"] == 12
     assert final["weight_decay"] == pytest.approx(final["wd"] / final["lr"], rel=1e-12)
-    outputs = read_test_outputs(folder / "random__flowers.json")
+    outputs = read_test_outputs(folder / f"{stem}.json")
     logits = outputs["scores"].astype(np.float64)  # float16, each row shifted to a top of 0
     targets = load_split("flowers", "test", tmp_path / "data").targets
     assert logits.shape == (12, 102) and outputs["scores"].dtype == np.float16
@@ -109,7 +118,8 @@ def test_search_retrain_records_and_resumption(tmp_path, monkeypatch, caplog):
     assert set(final["provenance"]["splits"]) == {"train", "val", "trainval", "test"}
     assert final["provenance"]["splits"]["test"] == load_split(
         "flowers", "test", tmp_path / "data").identity
-    assert final["provenance"]["transform"] == {"train": "train-16-norm", "eval": "eval-16-norm"}
+    assert final["provenance"]["transform"] == {
+        "train": f"train-16-norm{TINY_STATS}", "eval": f"eval-16-norm{TINY_STATS}"}
 
     # interrupted (Ctrl-C right after the step-1 checkpoint of the first point), then resumed
     real_save = train_module.save_checkpoint
@@ -124,35 +134,35 @@ def test_search_retrain_records_and_resumption(tmp_path, monkeypatch, caplog):
     monkeypatch.undo()
     folder_b = tmp_path / "b" / "finetune"
     assert sorted(str(p.relative_to(folder_b)) for p in folder_b.rglob("*")) == [
-        "random__flowers", "random__flowers/ckpt", "random__flowers/ckpt/lr0.0001_wd0.pt"]
+        stem, f"{stem}/ckpt", f"{stem}/ckpt/lr0.0001_wd0.pt"]
     caplog.set_level("INFO", logger="transfer")
     caplog.clear()
     resumed = run_finetune(settings(tmp_path / "data", tmp_path / "b"))
     assert any("resuming from step 1 of 2" in m for m in caplog.messages)
-    assert not (folder_b / "random__flowers" / "ckpt").exists()
+    assert not (folder_b / stem / "ckpt").exists()
     for key in ("score", "lr", "wd", "weight_decay", "grid", "ece", "train_loss"):
         assert resumed[key] == first[key], key  # same seed, same data order: the same numbers
 
     # a finished point is skipped; a deleted one is trained again
-    kept = folder_b / "random__flowers" / "lr0.0001_wd0.json"
+    kept = folder_b / stem / "lr0.0001_wd0.json"
     kept_mtime = kept.stat().st_mtime_ns
-    (folder_b / "random__flowers.json").unlink()
-    (folder_b / "random__flowers" / "lr0.0001_wd1e-06.json").unlink()
+    (folder_b / f"{stem}.json").unlink()
+    (folder_b / stem / "lr0.0001_wd1e-06.json").unlink()
     caplog.clear()
     again = run_finetune(settings(tmp_path / "data", tmp_path / "b"))
     assert any("[1/2] lr0.0001_wd0: done" in m and "skipped" in m for m in caplog.messages)
     assert any(m.startswith("[2/2] lr0.0001_wd1e-06: val") for m in caplog.messages)
     assert kept.stat().st_mtime_ns == kept_mtime
-    assert (folder_b / "random__flowers" / "lr0.0001_wd1e-06.json").exists()
+    assert (folder_b / stem / "lr0.0001_wd1e-06.json").exists()
     assert again["score"] == first["score"] and again["grid"] == first["grid"]
 
     # everything done: read back, nothing trained
     caplog.clear()
     assert run_finetune(settings(tmp_path / "data", tmp_path / "b"))["score"] == first["score"]
-    assert caplog.messages == [f"{folder_b / 'random__flowers.json'} exists: nothing to do"]
+    assert caplog.messages == [f"{folder_b / f'{stem}.json'} exists: nothing to do"]
 
     # records of another recipe are never mixed in
-    with pytest.raises(FinetuneError, match=r"random__flowers\.json was made with other "
+    with pytest.raises(FinetuneError, match=rf"{re.escape(stem)}\.json was made with other "
                                             r"settings \(steps differ\)"):
         run_finetune(settings(tmp_path / "data", tmp_path / "b", steps=3))
 
@@ -171,7 +181,7 @@ def test_multilabel_voc2007_uses_bce_and_11_point_map(tmp_path):
     write_layout("voc2007", tmp_path / "data")
     record = run_finetune(settings(tmp_path / "data", tmp_path / "r", dataset="voc2007",
                                    lr=0.01, wd=1e-4, steps=2, checkpoint_every=0))
-    path = tmp_path / "r" / "finetune" / "random__voc2007__lr0.01_wd0.0001.json"
+    path = tmp_path / "r" / "finetune" / f"{NAME}__voc2007__lr0.01_wd0.0001.json"
     assert json.loads(path.read_text())["score"] == record["score"]
     assert record["metric"] == "voc11_map" and record["selection"] == "given"
     assert record["ece"] is None and record["ece_temperature_scaled"] is None
