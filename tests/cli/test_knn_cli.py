@@ -14,9 +14,7 @@ from sklearn.neighbors import KNeighborsClassifier
 
 import knn
 from datasets import load_split
-from models.loader import load_backbone
-from tests.cli.test_linear_cli import direct_features, linear_argv
-from tests.fixtures.checkpoints import write_common_checkpoint
+from tests.cli.test_linear_cli import TINY, TINY_ARGS, direct_features, linear_argv, tiny_backbone
 from tests.fixtures.dataset_layouts import write_layout
 from transfer.classifiers.weighted_knn import sample_per_class
 from transfer.features.cache import FeatureCache
@@ -28,16 +26,10 @@ from transfer.stats.bootstrap import bootstrap_ci
 T = 0.07
 
 
-@pytest.fixture(scope="module")
-def models_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("models")
-    write_common_checkpoint(folder / "tiny-resnet.pth", seed=7)
-    return folder
-
-
-def knn_argv(dataset, models_dir, data_root, tmp_path, *extra):
-    """knn.py's arguments for the synthesised model on a fixture: linear.py's common ones."""
-    return linear_argv(dataset, models_dir, data_root, tmp_path, *extra)
+def knn_argv(dataset, data_root, tmp_path, *extra):
+    """knn.py's arguments for timm's tiny test ResNet on a fixture: linear.py's common ones (the
+    weighted vote does not depend on the backbone; linear's tests run the ResNet-50 file path)."""
+    return linear_argv(dataset, data_root, tmp_path, *extra)
 
 
 def sklearn_knn(k):
@@ -76,8 +68,8 @@ def reference_score(metric, train, query, k):
         return 100.0 * balanced_accuracy_score(yq, predictions)
 
 
-def direct_splits(dataset, models_dir, data_root):
-    backbone = load_backbone("tiny-resnet", models_dir)
+def direct_splits(dataset, data_root):
+    backbone = tiny_backbone()
     return {
         name: (direct_features(backbone, split), split.targets)
         for name in ("train", "val", "trainval", "test")
@@ -85,7 +77,7 @@ def direct_splits(dataset, models_dir, data_root):
     }
 
 
-def read_record(tmp_path, dataset, model="tiny-resnet"):
+def read_record(tmp_path, dataset, model=TINY):
     """The run's one record (settings other than the defaults, e.g. -i 32, are named after
     ``<model>__<dataset>`` in the file name: transfer/records/results.py)."""
     (path,) = (tmp_path / "r" / "knn").glob(f"{model}__{dataset}__*.json")
@@ -134,76 +126,76 @@ def test_digits_equal_sklearn_and_rerun_from_cache(tmp_path, capsys):
     """The acceptance command (at 16 px, for speed): real, overlapping classes, so a wrong vote
     shows. The reference reads the same cached features (extraction is tested elsewhere)."""
     argv = [
-        "--dataset", "digits", "--model", "random", "-i", "16", "--device", "cpu",
+        "--dataset", "digits", *TINY_ARGS, "-i", "16", "-b", "256", "--device", "cpu",
         "--workers", "0", "--cache-dir", str(tmp_path / "f"), "--results-dir", str(tmp_path / "r"),
         "--n-per-class", "1", "3", "--tries", "3", "--seed", "5",
     ]  # fmt: skip
     assert knn.main(argv) == 0
     out = capsys.readouterr().out
-    record = read_record(tmp_path, "digits", "random")
+    record = read_record(tmp_path, "digits")
     assert not record["features_cached"]
     assert record["sizes"] == {"trainval": 1200, "test": 597, "train": 960, "val": 240}
     cached = many_shot_features(
-        load_backbone("random"), "digits", cache=FeatureCache(tmp_path / "f"),
+        tiny_backbone(), "digits", cache=FeatureCache(tmp_path / "f"),
         options=FeatureOptions(image_size=16, workers=0, progress=False),
     )  # fmt: skip
     assert cached.cached
     xy = {name: (cached.features[name], cached.targets(name)) for name in cached.features}
-    test = check_against_sklearn(record, out, xy, "random", "digits", [10, 20, 100, 200], 3, 5)
+    test = check_against_sklearn(record, out, xy, TINY, "digits", [10, 20, 100, 200], 3, 5)
     assert 50 < min(test.values()) and max(test.values()) < 99  # overlapping classes
     keys = [(r["n_per_class"], r["k"]) for r in record["low_shot"]["results"]]
     assert keys == [(1, 10), (3, 10), (3, 20)]  # k <= n x 10 classes
     # the chosen k's test class scores beside the record: score and interval recomputed from them
-    (path,) = (tmp_path / "r" / "knn").glob("random__digits__*.json")
+    (path,) = (tmp_path / "r" / "knn").glob(f"{TINY}__digits__*.json")
     stored = read_test_outputs(path)
     np.testing.assert_array_equal(stored["targets"], cached.targets("test"))
     assert metrics.score("accuracy", stored["targets"], stored["scores"]) == record["score"]
     assert list(bootstrap_ci("accuracy", stored["targets"], stored["scores"])) == record["ci"]
     made = record["provenance"]
-    assert made["checkpoint"] == load_backbone("random").identity
+    assert made["checkpoint"] == tiny_backbone().identity
     assert made["splits"] == {name: load_split("digits", name).identity for name in cached.splits}
-    assert made["transform"] == {"eval": "eval-16-norm"}
+    assert made["transform"] == {"eval": "eval-16-norm-mean0.5_0.5_0.5-std0.5_0.5_0.5"}
     assert made["options"]["k"] == [10, 20, 100, 200] and made["options"]["bootstrap"] == 2000
 
     assert knn.main(argv) == 0
     capsys.readouterr()
-    again = read_record(tmp_path, "digits", "random")
+    again = read_record(tmp_path, "digits")
     assert again["features_cached"]
     assert again["test_scores"] == record["test_scores"] and again["k"] == record["k"]
     assert again["low_shot"] == record["low_shot"]
 
 
-def test_fixture_layout_equals_sklearn(models_dir, tmp_path, capsys):
+def test_fixture_layout_equals_sklearn(tmp_path, capsys):
     data_root = tmp_path / "data"
     write_layout("pets", data_root, per_class=6)
     ks = [5, 1, 3, 10]  # not sorted: the order given decides ties on val
     extra = ["--k", *map(str, ks), "--n-per-class", "1", "2", "--tries", "3", "--seed", "4"]
-    assert knn.main(knn_argv("pets", models_dir, data_root, tmp_path, *extra)) == 0
+    assert knn.main(knn_argv("pets", data_root, tmp_path, *extra)) == 0
     out = capsys.readouterr().out
     record = read_record(tmp_path, "pets")
     assert record["metric"] == "mean_per_class_accuracy"
     check_against_sklearn(
-        record, out, direct_splits("pets", models_dir, data_root), "tiny-resnet", "pets", ks, 3, 4
+        record, out, direct_splits("pets", data_root), TINY, "pets", ks, 3, 4
     )
     keys = [(r["n_per_class"], r["k"]) for r in record["low_shot"]["results"]]
     assert keys == [(1, 1), (1, 3), (2, 5), (2, 1), (2, 3)]  # k <= n x 3 classes, --k's order
 
 
-def test_voc_map_equals_sklearn_multi_output_votes(models_dir, tmp_path, capsys):
+def test_voc_map_equals_sklearn_multi_output_votes(tmp_path, capsys):
     data_root = tmp_path / "data"
     write_layout("voc2007", data_root, per_class=4)
-    argv = knn_argv("voc2007", models_dir, data_root, tmp_path, "--k", "1", "3", "5")
+    argv = knn_argv("voc2007", data_root, tmp_path, "--k", "1", "3", "5")
     assert knn.main(argv) == 0
     out = capsys.readouterr().out
     record = read_record(tmp_path, "voc2007")
     assert record["metric"] == "voc11_map"
-    xy = direct_splits("voc2007", models_dir, data_root)
+    xy = direct_splits("voc2007", data_root)
     val = [reference_score("voc11_map", xy["train"], xy["val"], k) for k in (1, 3, 5)]
     best_k = (1, 3, 5)[int(np.argmax(val))]
     assert record["k"] == best_k
     test = reference_score("voc11_map", xy["trainval"], xy["test"], best_k)
     assert record["score"] == pytest.approx(test, abs=1e-9)
-    assert f"kNN 11-point mAP for tiny-resnet on voc2007: {test:.2f}% (k={best_k})" in out
+    assert f"kNN 11-point mAP for {TINY} on voc2007: {test:.2f}% (k={best_k})" in out
 
 
 @pytest.mark.parametrize(
@@ -214,10 +206,10 @@ def test_voc_map_equals_sklearn_multi_output_votes(models_dir, tmp_path, capsys)
         (["--k", "10", "--n-per-class", "1"], "samples 3 images, fewer than the smallest k (10)"),
     ],
 )
-def test_impossible_requests_fail_before_any_work(extra, message, models_dir, tmp_path, capsys):
+def test_impossible_requests_fail_before_any_work(extra, message, tmp_path, capsys):
     data_root = tmp_path / "data"
     write_layout("dtd", data_root, per_class=6)
-    assert knn.main(knn_argv("dtd", models_dir, data_root, tmp_path, *extra)) == 2
+    assert knn.main(knn_argv("dtd", data_root, tmp_path, *extra)) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and "Traceback" not in err
     assert not (tmp_path / "r").exists() and not (tmp_path / "f").exists()
@@ -244,10 +236,10 @@ def test_bad_options_are_usage_errors(extra, message, tmp_path, capsys):
     assert not (tmp_path / "r").exists() and not (tmp_path / "f").exists()
 
 
-def test_low_shot_on_a_multilabel_set_is_an_error(models_dir, tmp_path, capsys):
+def test_low_shot_on_a_multilabel_set_is_an_error(tmp_path, capsys):
     data_root = tmp_path / "data"
     write_layout("voc2007", data_root, per_class=4)
-    argv = knn_argv("voc2007", models_dir, data_root, tmp_path, "--k", "1", "--n-per-class", "1")
+    argv = knn_argv("voc2007", data_root, tmp_path, "--k", "1", "--n-per-class", "1")
     assert knn.main(argv) == 2
     assert "multi-label" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
