@@ -25,6 +25,7 @@ from models.loader import load_backbone
 from models.registry import REPO_ROOT
 from tests.fixtures.checkpoints import write_common_checkpoint
 from tests.fixtures.dataset_layouts import write_layout, write_overlapping_images
+from tests.fixtures.linear_threads import single_threaded  # noqa: F401  (autouse)
 from transfer.classifiers.logreg import default_C_grid, fit_logreg, fit_logreg_grid
 from transfer.features.cache import FeatureCache
 from transfer.features.many_shot import FeatureOptions, many_shot_features
@@ -40,7 +41,8 @@ IMAGE_SIZE = 32
 # (96-d features, seeded random weights, built in milliseconds, never downloaded), whose fits
 # take a fraction of a 2048-d ResNet-50's. The ResNet-50 file path (a common-format .pth in
 # --models-dir, its sha256 as the provenance) keeps its own run:
-# test_a_resnet50_file_with_too_few_test_samples_gives_no_calibration.
+# test_a_resnet50_file_with_too_few_test_samples_gives_no_calibration; the random ResNet-50
+# (-m random) is built in test_missing_dataset_is_a_clear_error.
 TINY_ARGS = ("-m", "timm:test_resnet", "--random-init")
 TINY = "timm-test_resnet+random-init"  # the backbone's name: the records' "model", file names
 
@@ -116,9 +118,9 @@ def original_chain(train, val, trainval, test, metric, num_wd=45):
 @pytest.mark.parametrize(
     ("dataset", "per_class", "seed", "wd_values"),
     [
-        ("dtd", 8, 1, 10),
-        ("pets", 20, 0, 12),  # val is a fifth of trainval
-    ],  # short grids (-w) keep the chains cheap; the default is the paper's 45 values (below)
+        ("dtd", 8, 1, None),  # the paper's 45 values of C
+        ("pets", 20, 0, 12),  # val is a fifth of trainval; a shorter grid (-w 12)
+    ],
     ids=["dtd", "pets"],
 )
 def test_chosen_C_and_score_equal_an_independent_sklearn_run(dataset, per_class, seed, wd_values,
@@ -126,11 +128,13 @@ def test_chosen_C_and_score_equal_an_independent_sklearn_run(dataset, per_class,
     data_root = tmp_path / "data"
     write_layout(dataset, data_root, per_class=per_class)
     write_overlapping_images(dataset, data_root, per_class=per_class, seed=seed)
-    argv = linear_argv(dataset, data_root, tmp_path, "-w", str(wd_values))
+    grid = ["-w", str(wd_values)] if wd_values else []
+    argv = linear_argv(dataset, data_root, tmp_path, *grid)
     assert linear.main(argv) == 0
     out = capsys.readouterr().out
-    # -i 32 and -w are not the paper's settings: the file name says so
-    result = tmp_path / "r" / "linear" / f"{TINY}__{dataset}__w{wd_values}__i32.json"
+    # -i 32 (and -w) are not the paper's settings: the file name says so
+    settings = f"w{wd_values}__i32" if wd_values else "i32"
+    result = tmp_path / "r" / "linear" / f"{TINY}__{dataset}__{settings}.json"
     record = json.loads(result.read_text())
 
     backbone = tiny_backbone()
@@ -149,7 +153,7 @@ def test_chosen_C_and_score_equal_an_independent_sklearn_run(dataset, per_class,
         xy[name] = (extracted.features[name].astype(np.float64), split.targets)
     metric = "accuracy" if record["metric"] == "accuracy" else "mean_per_class"
     val_scores, C, score, logits = original_chain(
-        xy["train"], xy["val"], xy["trainval"], xy["test"], metric, wd_values
+        xy["train"], xy["val"], xy["trainval"], xy["test"], metric, wd_values or 45
     )
     # The fixture must be able to fail: classes overlap, so the val curve varies, the chosen C is
     # not the grid's first, and the test predictions are not all confidently right.
@@ -169,12 +173,12 @@ def test_chosen_C_and_score_equal_an_independent_sklearn_run(dataset, per_class,
         f"C: {C:.3f}" in out
     )
     assert "ECE: " in out and "temperature scaled ECE: " in out
-    assert len(record["val_scores"]) == wd_values
+    assert len(record["val_scores"]) == (wd_values or 45)
     assert record["provenance"]["checkpoint"] == backbone.identity
     assert record["sizes"]["train"] + record["sizes"]["val"] == record["sizes"]["trainval"]
 
     if dataset == "dtd":
-        return  # the rerun once
+        return  # the rerun below once, on pets
     # a rerun reads every feature from the cache
     assert linear.main(argv) == 0
     capsys.readouterr()
@@ -298,7 +302,7 @@ def test_defaults_are_the_papers_protocol():
 
 
 def test_missing_dataset_is_a_clear_error(tmp_path, capsys):
-    """The random ResNet-50 (``-m random``, built before the dataset is read)."""
+    """With the random ResNet-50 (``-m random``): it is built before the dataset is read."""
     code = linear.main(
         ["-d", "dtd", "-m", "random", "--data-root", str(tmp_path), "--device", "cpu"]
     )
