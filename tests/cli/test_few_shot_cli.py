@@ -12,7 +12,7 @@ import few_shot
 from datasets import build_transform, load_split
 from tests.cli.test_linear_cli import TINY, TINY_ARGS, tiny_backbone
 from tests.fixtures.dataset_layouts import write_layout, write_overlapping_images
-from tests.fixtures.linear_threads import single_threaded  # noqa: F401  (autouse)
+from tests.fixtures.threads import single_threaded  # noqa: F401  (autouse)
 from transfer.classifiers.protonet import sample_episodes
 from transfer.protocols import few_shot as few_shot_protocol
 

@@ -14,7 +14,7 @@ from scipy import stats
 
 from datasets import load_split
 from tests.fixtures.dataset_layouts import write_layout
-from tests.fixtures.finetune_threads import one_torch_thread  # noqa: F401 (autouse)
+from tests.fixtures.threads import one_torch_thread  # noqa: F401 (autouse)
 from transfer.stats import metrics
 from transfer.stats.bootstrap import resample_indices
 

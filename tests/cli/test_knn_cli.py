@@ -16,7 +16,7 @@ import knn
 from datasets import load_split
 from tests.cli.test_linear_cli import TINY, TINY_ARGS, direct_features, linear_argv, tiny_backbone
 from tests.fixtures.dataset_layouts import write_layout
-from tests.fixtures.linear_threads import single_threaded  # noqa: F401  (autouse)
+from tests.fixtures.threads import single_threaded  # noqa: F401  (autouse)
 from transfer.classifiers.weighted_knn import sample_per_class
 from transfer.features.cache import FeatureCache
 from transfer.features.many_shot import FeatureOptions, many_shot_features

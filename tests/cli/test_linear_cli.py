@@ -25,7 +25,7 @@ from models.loader import load_backbone
 from models.registry import REPO_ROOT
 from tests.fixtures.checkpoints import write_common_checkpoint
 from tests.fixtures.dataset_layouts import write_layout, write_overlapping_images
-from tests.fixtures.linear_threads import single_threaded  # noqa: F401  (autouse)
+from tests.fixtures.threads import single_threaded  # noqa: F401  (autouse)
 from transfer.classifiers.logreg import default_C_grid, fit_logreg, fit_logreg_grid
 from transfer.features.cache import FeatureCache
 from transfer.features.many_shot import FeatureOptions, many_shot_features

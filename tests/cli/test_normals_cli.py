@@ -15,7 +15,7 @@ import torch
 from tests.fixtures.checkpoints import write_common_checkpoint
 from tests.fixtures.dense_data import make_nyuv2
 from tests.fixtures.detectron2_scripts import REPO, load_script
-from tests.fixtures.misc_threads import one_torch_thread  # noqa: F401 (autouse)
+from tests.fixtures.threads import one_torch_thread  # noqa: F401 (autouse)
 
 FOLDER = "surface-normal-estimation"
 TRAIN_OPTIONS = ["--device", "cpu", "--scales", "32", "40", "--max-size", "48", "--workers", "0"]

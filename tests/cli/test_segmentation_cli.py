@@ -14,7 +14,7 @@ import torch
 from tests.fixtures.checkpoints import write_common_checkpoint
 from tests.fixtures.dense_data import make_ade20k
 from tests.fixtures.detectron2_scripts import load_script
-from tests.fixtures.misc_threads import one_torch_thread  # noqa: F401 (autouse)
+from tests.fixtures.threads import one_torch_thread  # noqa: F401 (autouse)
 from transfer.protocols.dense.decoders import class_probabilities
 from transfer.protocols.dense.samples import decode_label
 

@@ -31,7 +31,7 @@ import torch.multiprocessing as mp
 
 from datasets import load_split
 from tests.fixtures.finetune_ddp_worker import train_tiny
-from tests.fixtures.finetune_threads import one_torch_thread  # noqa: F401 (autouse)
+from tests.fixtures.threads import one_torch_thread  # noqa: F401 (autouse)
 
 REPO = Path(__file__).resolve().parents[3]
 STEPS = 6

@@ -16,7 +16,7 @@ from sklearn.metrics import precision_recall_curve
 from datasets import load_split
 from models import BackboneOptions
 from tests.fixtures.dataset_layouts import write_layout
-from tests.fixtures.finetune_threads import one_torch_thread  # noqa: F401 (autouse)
+from tests.fixtures.threads import one_torch_thread  # noqa: F401 (autouse)
 from transfer.protocols import finetune_loop as train_module
 from transfer.protocols.finetune import run_finetune
 from transfer.protocols.finetune_runs import (

@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from datasets import ImageDataset, build_transform, load_split
-from tests.fixtures.finetune_threads import one_torch_thread  # noqa: F401 (autouse)
 from tests.fixtures.host_syncs import count_host_syncs
+from tests.fixtures.threads import one_torch_thread  # noqa: F401 (autouse)
 from transfer.protocols import finetune_loop as train_module
 from transfer.protocols.finetune_loop import (
     FinetuneError,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.fixtures.misc_threads import one_torch_thread  # noqa: F401 (autouse)
+from tests.fixtures.threads import one_torch_thread  # noqa: F401 (autouse)
 from transfer.protocols.dense.decoders import PPM, DenseModel, UPerNet, class_probabilities
 
 

@@ -16,7 +16,7 @@ import torch.multiprocessing as mp
 from tests.fixtures import dense_training
 from tests.fixtures.dense_training import META, tiny_batches, tiny_model, tiny_schedule
 from tests.fixtures.host_syncs import count_host_syncs
-from tests.fixtures.misc_threads import one_torch_thread  # noqa: F401 (autouse)
+from tests.fixtures.threads import one_torch_thread  # noqa: F401 (autouse)
 from transfer.protocols.dense import train_loop
 from transfer.protocols.dense.train_loop import latest_checkpoint, train_dense
 from transfer.runtime.checkpoint import CheckpointError
