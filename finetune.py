@@ -17,7 +17,7 @@ from transfer.console import setup_console
 from transfer.errors import TransferError
 from transfer.protocols import finetune
 from transfer.records.results import check_results_dir
-from transfer.runtime.distributed import init_distributed, shutdown
+from transfer.runtime.distributed import init_distributed, on_main, shutdown
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,8 +29,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"finetune.py: error: {error}", file=sys.stderr)
         return 2
     try:
-        # before any training, on every rank (none then waits for the others in a collective)
-        check_results_dir("finetune", args.results_dir)
+        # before any training; checked once (ranks checking side by side race), failed on all
+        on_main(lambda: check_results_dir("finetune", args.results_dir), context)
         record = finetune.run_finetune(finetune.settings_of(args), context, device)
     except TransferError as error:
         print(f"finetune.py: error: {error}", file=sys.stderr)

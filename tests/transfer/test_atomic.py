@@ -50,3 +50,31 @@ def test_check_writable_dir_leaves_nothing_behind_or_names_the_option(tmp_path):
                                          r"fix its permissions or choose another with "
                                          r"--results-dir"):
         check_writable_dir(tmp_path / "file" / "r", "results folder", "--results-dir")
+
+
+@pytest.mark.parametrize("removals, passes", [(1, True), (3, False)])
+def test_check_writable_dir_survives_a_concurrent_check(tmp_path, monkeypatch, removals,
+                                                        passes):
+    """Two runs checking the same new folder: one removes it (nothing left behind) while the
+    other is between its mkdir and its write. The other checks again rather than failing; a
+    folder that keeps vanishing is still an error."""
+    import transfer.atomic as atomic
+
+    real, calls = atomic._create_temp, []
+
+    def racing(folder, name):
+        calls.append(folder)
+        if len(calls) <= removals:
+            folder.rmdir()  # the other run's clean-up
+        return real(folder, name)
+
+    monkeypatch.setattr(atomic, "_create_temp", racing)
+    target = tmp_path / "results" / "linear"
+    if passes:
+        assert check_writable_dir(target, "results folder", "--results-dir") == target
+        assert len(calls) == 2
+    else:
+        with pytest.raises(WriteError, match="cannot write to the results folder"):
+            check_writable_dir(target, "results folder", "--results-dir")
+        assert len(calls) == 3
+    assert list(tmp_path.iterdir()) == []

@@ -8,12 +8,14 @@ assumed between nodes.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.distributed as dist
 
+from transfer.errors import TransferError
 from transfer.runtime.device import use_device
 
 
@@ -127,6 +129,23 @@ def broadcast_object(obj: Any, context: Distributed) -> Any:
     holder = [obj if context.is_main else None]
     dist.broadcast_object_list(holder, src=0)
     return holder[0]
+
+
+def on_main(task: Callable[[], Any], context: Distributed) -> Any:
+    """Run ``task`` on rank 0 alone and give every rank its value; a TransferError it raises is
+    raised on every rank, so none is left waiting in a later collective. For work that must
+    happen once per job: ranks doing it side by side race (one rank's check folder is removed
+    while the other is writing in it)."""
+    value, error = None, None
+    if context.is_main:
+        try:
+            value = task()
+        except TransferError as raised:
+            error = raised
+    value, error = broadcast_object((value, error), context)
+    if error is not None:
+        raise error
+    return value
 
 
 def barrier(context: Distributed) -> None:

@@ -70,7 +70,9 @@ def test_torchrun_finetune_cli(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    # a rank's own error line first: torchrun's tail names only the rank that was killed
+    errors = [line for line in done.stderr.splitlines() if "finetune.py: error" in line]
+    assert done.returncode == 0, "\n".join(errors) + "\n" + done.stderr[-2000:]
     name = "timm-test_resnet+random-init"
     assert done.stdout.count(f"{name} on digits: test accuracy") == 1  # rank 0 alone reports
     folder = tmp_path / "finetune"
