@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import pickle
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.fixtures.checkpoints import write_common_checkpoint
-from tests.fixtures.detectron2_scripts import REPO, load_script
+from tests.fixtures.detectron2_scripts import load_script
 
 PAPER_MODELS = [
     "insdis", "moco-v1", "pcl-v1", "pirl", "pcl-v2", "simclr-v1", "moco-v2", "simclr-v2",
@@ -25,17 +22,15 @@ def script():
     return load_script("convert_to_detectron2.py")
 
 
-def test_converts_present_and_skips_missing_model(tmp_path: Path) -> None:
+def test_converts_present_and_skips_missing_model(script, tmp_path: Path, monkeypatch,
+                                                  capsys) -> None:
     models_dir = tmp_path / "models"
     saved = write_common_checkpoint(models_dir / "byol.pth", seed=1)
-    env = {**os.environ, "SSL_TRANSFER_MODELS": str(models_dir)}  # default --models-dir
-    proc = subprocess.run(
-        [sys.executable, "convert_to_detectron2.py", "--models", "byol", "swav"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    assert "skip swav" in proc.stdout
-    assert "python download_and_prepare_models.py --models swav" in proc.stdout
+    monkeypatch.setenv("SSL_TRANSFER_MODELS", str(models_dir))  # the default --models-dir
+    assert script.main(["--models", "byol", "swav"]) == 0
+    out = capsys.readouterr().out
+    assert "skip swav" in out
+    assert "python download_and_prepare_models.py --models swav" in out
     assert sorted(p.name for p in (models_dir / "detectron2").iterdir()) == ["byol.pkl"]
 
     with open(models_dir / "detectron2" / "byol.pkl", "rb") as f:

@@ -1,7 +1,7 @@
 """``python -m datasets list / verify / download`` on the fixtures."""
 
 import json
-import subprocess
+import runpy
 import sys
 from pathlib import Path
 
@@ -16,8 +16,6 @@ from tests.fixtures.dataset_layouts import (
     load_options,
     write_layout,
 )
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -125,20 +123,23 @@ def test_verify_reports_missing_and_broken_images(data_root, tmp_path, capsys):
 
 
 def test_list_and_verify_as_a_module(data_root, monkeypatch, capsys):
-    """The listing in-process; the entry point itself (exit status, error on stderr) once as
-    ``python -m datasets`` in a subprocess."""
+    """The listing through main(); the entry point itself (exit status, error on stderr) as
+    ``python -m datasets`` runs it, through runpy in this process (a fresh interpreter would
+    spend seconds importing torch to say the same)."""
     monkeypatch.setenv("SSL_TRANSFER_DATA", str(data_root))
     assert main(["list"]) == 0
     listing = capsys.readouterr().out
     rows = {line.split()[0]: line.split()[-1] for line in listing.splitlines()[3:]}
     assert rows["dtd"] == "yes" and rows["digits"] == "demo" and len(rows) == 17
     assert str(data_root) in listing
-    missing = subprocess.run(
-        [sys.executable, "-m", "datasets", "verify", "sun397", "--data-root", str(data_root / "x")],
-        cwd=REPO, capture_output=True, text=True,
-    )  # fmt: skip
-    assert missing.returncode == 1
-    assert f"missing dataset folder {data_root / 'x' / FOLDERS['sun397']}" in missing.stderr
+    monkeypatch.setattr(sys, "argv", ["datasets", "verify", "sun397", "--data-root",
+                                      str(data_root / "x")])
+    monkeypatch.delitem(sys.modules, "datasets.__main__")  # run afresh, as `-m` does
+    with pytest.raises(SystemExit) as exited:
+        runpy.run_module("datasets", run_name="__main__", alter_sys=True)
+    assert exited.value.code == 1
+    assert (f"missing dataset folder {data_root / 'x' / FOLDERS['sun397']}"
+            in capsys.readouterr().err)
 
 
 def test_download_prints_manual_steps_where_none_exists(tmp_path, capsys):
