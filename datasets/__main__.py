@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from datasets.download import download_dataset
+from datasets.download import download_dataset, manual_steps
 from datasets.registry import DATASETS, dataset_dir, default_data_root
 from datasets.verify import verify_dataset
 from transfer.console import setup_console
@@ -51,9 +51,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "list":
             return _list(args.data_root)
         if args.command == "download":
+            steps = manual_steps(args.name, args.data_root)
+            if steps is not None:
+                print(steps)
+                return 0
             folder = download_dataset(args.name, args.data_root)
-            if folder is not None:
-                print(f"{args.name}: ready in {folder}")
+            print(f"{args.name}: ready in {folder}")
             return 0
         summary = verify_dataset(args.name, args.data_root, args.deep, args.split_files_dir)
     except TransferError as error:

@@ -2,16 +2,20 @@
 
 torchvision puts most archives in its own folder names (``dtd/dtd/``, ``flowers-102/``,
 ...); we download into a scratch folder inside the dataset folder and move the parts the
-official layout names into place. Sets without a working public download get printed manual steps.
+official layout names into place. Sets without a working public download have manual steps
+instead (``manual_steps``), which ``python -m datasets download`` prints.
 """
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 
 from datasets.errors import DatasetError
 from datasets.registry import DatasetSpec, dataset_dir, get_dataset_spec
+
+log = logging.getLogger(__name__)
 
 SUN397_PARTITIONS_URL = "https://vision.princeton.edu/projects/2010/SUN/download/Partitions.zip"
 
@@ -20,7 +24,7 @@ def _move(source: Path, target: Path) -> None:
     if not source.exists():
         raise DatasetError(f"download finished but {source} is missing; layout changed?")
     if target.exists():
-        print(f"keeping existing {target}")
+        log.info("keeping existing %s", target)
         return
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.move(str(source), str(target))
@@ -87,21 +91,26 @@ AUTOMATIC = (
 )  # fmt: skip
 
 
-def download_dataset(name: str, data_root: str | Path | None = None) -> Path | None:
-    """Download ``name`` into ``<data_root>/<folder>``; print manual steps where none exists.
-
-    Returns the dataset folder, or None when only manual steps were printed.
-    """
+def manual_steps(name: str, data_root: str | Path | None = None) -> str | None:
+    """How to get ``name`` by hand, or None where ``download_dataset`` fetches it."""
     spec = get_dataset_spec(name)
     if spec.demo:
-        print(f"{name}: {spec.download_hint}")
+        return f"{name}: {spec.download_hint}"
+    if name in AUTOMATIC:
         return None
+    layout = spec.layout.replace("\n", "\n  ")
+    return (f"{name}: no automatic download. Get the data from:\n  {spec.download_hint}\n"
+            f"and arrange it as:\n  {layout}\nunder {dataset_dir(spec, data_root).parent}")
+
+
+def download_dataset(name: str, data_root: str | Path | None = None) -> Path:
+    """Download ``name`` into ``<data_root>/<folder>`` and return that folder; a set without an
+    automatic download is a DatasetError holding its manual steps."""
+    steps = manual_steps(name, data_root)
+    if steps is not None:
+        raise DatasetError(steps)
+    spec = get_dataset_spec(name)
     folder = dataset_dir(spec, data_root)
-    if name not in AUTOMATIC:
-        print(f"{name}: no automatic download. Get the data from:\n  {spec.download_hint}")
-        print(f"and arrange it as:\n  {spec.layout.replace(chr(10), chr(10) + '  ')}")
-        print(f"under {folder.parent}")
-        return None
     folder.mkdir(parents=True, exist_ok=True)
     try:
         _fetch(spec, folder)

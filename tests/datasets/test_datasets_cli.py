@@ -9,6 +9,8 @@ import pytest
 
 from datasets import get_dataset_spec
 from datasets.__main__ import main
+from datasets.download import download_dataset
+from datasets.errors import DatasetError
 from tests.fixtures.dataset_layouts import (
     FIXTURE_DATASETS,
     FOLDERS,
@@ -146,7 +148,12 @@ def test_download_prints_manual_steps_where_none_exists(tmp_path, capsys):
     assert main(["download", "isic", "--data-root", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "no automatic download" in out and "ISIC2018_Task3_Training_GroundTruth.csv" in out
+    assert out.rstrip().endswith(f"under {tmp_path}")
     assert not (tmp_path / "ISIC").exists()
+    # the library says it in the error it raises, and prints nothing itself
+    with pytest.raises(DatasetError, match=r"isic: no automatic download"):
+        download_dataset("isic", tmp_path)
+    assert capsys.readouterr().out == "" and not (tmp_path / "ISIC").exists()
 
 
 def test_download_moves_torchvisions_folders_into_spec_layout(data_root, tmp_path, monkeypatch):
