@@ -24,7 +24,7 @@ from transfer.protocols.arguments import (
     positive_int,
 )
 from transfer.records.provenance import provenance
-from transfer.records.results import RunResult, changed_settings, check_results_dir, result_path
+from transfer.records.results import RunResult, check_results_dir, run_result_paths
 from transfer.runtime.precision import check_precision
 from transfer.stats.metrics import mean_and_ci95
 
@@ -56,12 +56,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def result_files(args: argparse.Namespace, model: str) -> list[Path]:
     """The result file of each support size, as sweep.py expects them too."""
-    settings = changed_settings(vars(args), vars(parse_args([])), RESULT_OPTIONS)
-    return [
-        result_path("few_shot", model, args.dataset, f"{args.n_way}way{n_support}shot",
-                    args.results_dir, settings)
-        for n_support in args.n_support
-    ]
+    return run_result_paths("few_shot", model, args, parse_args([]), RESULT_OPTIONS,
+                            [f"{args.n_way}way{n_support}shot" for n_support in args.n_support])
 
 
 def run(args: argparse.Namespace) -> list[RunResult]:

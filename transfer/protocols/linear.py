@@ -33,9 +33,8 @@ from transfer.records.outputs import PerImageOutputs
 from transfer.records.provenance import provenance
 from transfer.records.results import (
     RunResult,
-    changed_settings,
     check_results_dir,
-    result_path,
+    run_result_paths,
 )
 from transfer.stats import metrics
 from transfer.stats.bootstrap import interval_fields, interval_line
@@ -81,8 +80,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def result_files(args: argparse.Namespace, model: str) -> list[Path]:
     """The result file of this run, as sweep.py expects it too."""
-    settings = changed_settings(vars(args), vars(parse_args([])), RESULT_OPTIONS)
-    return [result_path("linear", model, args.dataset, "", args.results_dir, settings)]
+    return run_result_paths("linear", model, args, parse_args([]), RESULT_OPTIONS)
 
 
 def run(args: argparse.Namespace) -> RunResult:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,6 +69,16 @@ def changed_settings(
     """``{short name: value}`` of the options in ``names`` (option -> short name, in file-name
     order) whose value in ``values`` is not its default."""
     return {short: values[key] for key, short in names.items() if values[key] != defaults[key]}
+
+
+def run_result_paths(protocol: str, model: str, args: Any, defaults: Any,
+                     options: Mapping[str, str], suffixes: Sequence[str] = ("",)) -> list[Path]:
+    """The result files of one run of a feature protocol from its parsed ``args`` (``defaults``:
+    the parser's values for no arguments): one per suffix, named by the ``options`` that
+    differ from the defaults. The scripts and sweep.py both find a run's files this way."""
+    settings = changed_settings(vars(args), vars(defaults), options)
+    return [result_path(protocol, model, args.dataset, suffix, args.results_dir, settings)
+            for suffix in suffixes]
 
 
 def check_results_dir(protocol: str, results_dir: str | Path | None = None) -> Path:
