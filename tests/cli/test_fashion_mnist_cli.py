@@ -4,11 +4,12 @@ ImageNet weights of ``efficientnet-lite0`` against its ``--random-init`` in line
 5-way 5-shot few-shot, features shared through one cache; and bad IDX files stopping each
 script with one line and nothing written.
 
-Margins measured on this subset (ImageNet minus random init, points): linear 9.0 (83.8 vs 74.8,
-9-value C grid), kNN 6.4 (79.8 vs 73.4), few-shot 8.3 (79.5 vs 71.2). At 64 px a random
-network's features are close to good pixel features; the gap widens with the image size (224 px
-on the same subset: kNN 10.8, few-shot 14.2), at a cost a unit test cannot pay. The thresholds
-sit below the measured margins (the runs are deterministic) and far above the intervals' noise.
+Margins measured on this subset (ImageNet minus random init, points): linear 12.0 (83.6 vs 71.6,
+5-value C grid; a 9-value grid gives 9.0, 83.8 vs 74.8), kNN 6.4 (79.8 vs 73.4), few-shot 8.3
+(79.5 vs 71.2). At 64 px a random network's features are close to good pixel features; the gap
+widens with the image size (224 px on the same subset: kNN 10.8, few-shot 14.2), at a cost a unit
+test cannot pay. The thresholds sit below the measured margins (the runs are deterministic here;
+a capped L-BFGS fit can move by a point with the BLAS) and far above the intervals' noise.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from tests.fixtures.idx_files import write_fashion_layout as write_synthetic
 SIZE = 64
 N_TRAIN, N_TEST = 1000, 500
 # the smallest margin each protocol must keep (points); measured margins are in the docstring
-MARGINS = {"linear": 7.0, "knn": 5.0, "few_shot": 7.0}
+MARGINS = {"linear": 10.0, "knn": 5.0, "few_shot": 7.0}
 
 MISSING = [
     reason
@@ -62,13 +63,13 @@ def scores(tmp_path_factory) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {"linear": {}, "knn": {}, "few_shot": {}}
     for init, flags in (("imagenet", []), ("random", ["--random-init"])):
         model = ["--model", "efficientnet-lite0", *flags]
-        assert linear.main([*model, *common(root, work, "--wd-values", "9")]) == 0
+        assert linear.main([*model, *common(root, work, "--wd-values", "5")]) == 0
         assert knn.main([*model, *common(root, work)]) == 0  # from linear's cached features
         assert few_shot.main([*model, *common(root, work, "--n-way", "5", "--n-support",
                                               "5")]) == 0
         label = "efficientnet-lite0" + ("+random-init" if flags else "")
         results = work / "results"
-        out["linear"][init] = _score(results / "linear" / f"{label}__fashion-mnist__w9__i64.json")
+        out["linear"][init] = _score(results / "linear" / f"{label}__fashion-mnist__w5__i64.json")
         out["knn"][init] = _score(results / "knn" / f"{label}__fashion-mnist__i64.json")
         out["few_shot"][init] = _score(
             results / "few_shot" / f"{label}__fashion-mnist__5way5shot__i64.json")

@@ -35,13 +35,15 @@ def _write(path: Path, record: dict) -> None:
     path.write_text(json.dumps(record))
 
 
-def write_results(root: Path) -> dict:
-    """A seeded set of result files in every protocol's layout; returns what was written."""
+def write_results(root: Path, finetune_sets: list[str] = FINETUNE_SETS,
+                  few_shot_sets: list[str] = FEW_SHOT_SETS) -> dict:
+    """A seeded set of result files in every protocol's layout; returns what was written.
+    (Linear's datasets are those of LINEAR_SETS among ``finetune_sets``.)"""
     rng = random.Random(3)
     truth: dict = {"linear": {}, "finetune": {}, "few_shot": {}, "ece": {}, "detection": {},
                    "dense": {}}
     for model in [*MODELS, "random"]:
-        for dataset in FINETUNE_SETS:
+        for dataset in finetune_sets:
             if model == "random" and dataset == "dtd":
                 continue  # an incomplete row: its average must stay empty
             if dataset in LINEAR_SETS:
@@ -65,7 +67,7 @@ def write_results(root: Path) -> dict:
             _write(root / "finetune" / f"{model}__{dataset}" / "lr0.01_wd0.json",
                    {"protocol": "finetune", "model": model, "dataset": dataset,
                     "stage": "search", "score": 1.0})
-        for dataset in FEW_SHOT_SETS:
+        for dataset in few_shot_sets:
             for shots in (5, 20):
                 accuracy, ci95 = rng.uniform(30, 95), rng.uniform(0.2, 0.9)
                 truth["few_shot"][model, dataset, shots] = (accuracy, ci95)
@@ -270,8 +272,11 @@ def test_paper_comparison_is_ours_minus_the_papers(built):
     assert dense.loc["pirl / seg_miou", "paper"] == pytest.approx(0.2697)
 
 
-def test_write_report_files(written, tmp_path):
-    root, truth = written
+def test_write_report_files(tmp_path):
+    # every protocol, on fewer datasets than the shared fixture: each dataset is a forest plot
+    # and a panel of a correlation figure, drawn as SVG and PNG (seconds at the paper's 11)
+    root = tmp_path / "results"
+    truth = write_results(root, LINEAR_SETS, FEW_SHOT_SETS[:2])
     result = report.write_report(root, tmp_path / "report", paper=True, n_resamples=200)
     tables = tmp_path / "report" / "tables"
     for name in ("linear", "finetune", "few_shot_5way5shot", "few_shot_5way20shot", "detection",
