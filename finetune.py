@@ -29,7 +29,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"finetune.py: error: {error}", file=sys.stderr)
         return 2
     try:
-        # before any training; checked once (ranks checking side by side race), failed on all
+        # before any training, by rank 0, the one that writes results (ranks on one machine
+        # checking side by side would race); a failure stops every rank
         on_main(lambda: check_results_dir("finetune", args.results_dir), context)
         record = finetune.run_finetune(finetune.settings_of(args), context, device)
     except TransferError as error:

@@ -57,24 +57,31 @@ def check_writable_dir(folder: str | os.PathLike, what: str, option: str) -> Pat
     left behind: folders made for the check are removed again. A real write rather than
     ``os.access``, which says yes to root on a read-only mount and knows nothing of quotas."""
     folder = Path(folder)
-    for attempt in range(3):
-        missing = [path for path in (folder, *folder.parents) if not path.exists()]
+    vanished: OSError | None = None
+    for _ in range(3):
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-            _create_temp(folder, "write-check").unlink()
+            _write_probe(folder)
             return folder
         except FileNotFoundError as error:
             # another run checking the same new folder removed it between our mkdir and our
             # write (runs started side by side by a sweep): check again
-            if attempt == 2:
-                raise _not_writable(folder, what, option, error) from error
+            vanished = error
         except OSError as error:
             raise _not_writable(folder, what, option, error) from error
-        finally:
-            for path in missing:  # deepest first; one another run has filled meanwhile stays
-                with contextlib.suppress(OSError):
-                    path.rmdir()
-    return folder  # not reached
+    raise _not_writable(folder, what, option, vanished) from vanished
+
+
+def _write_probe(folder: Path) -> None:
+    """Create ``folder`` if needed, write and remove a file in it, then remove the folders this
+    made (deepest first; one another run has filled meanwhile stays)."""
+    missing = [path for path in (folder, *folder.parents) if not path.exists()]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        _create_temp(folder, "write-check").unlink()
+    finally:
+        for path in missing:
+            with contextlib.suppress(OSError):
+                path.rmdir()
 
 
 def _not_writable(folder: Path, what: str, option: str, error: OSError) -> WriteError:

@@ -44,6 +44,9 @@ def test_on_main_runs_once_and_every_rank_gets_the_outcome(tmp_path, fail):
 
 
 def test_on_main_in_one_process_is_a_plain_call():
+    def unwritable():
+        raise WriteError("read-only")
+
     assert on_main(lambda: 3, SINGLE_PROCESS) == 3
     with pytest.raises(WriteError, match="read-only"):
-        on_main(lambda: (_ for _ in ()).throw(WriteError("read-only")), SINGLE_PROCESS)
+        on_main(unwritable, SINGLE_PROCESS)
